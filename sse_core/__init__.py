@@ -1,0 +1,52 @@
+"""ssewatch core: the SSE subscriber protocol over Redis.
+
+Everything a producer, an SSE endpoint or a notebook needs is importable from here.
+"""
+
+from sse_core.categories import SSEEventCategory, validate_categories
+from sse_core.codec import MalformedEvent
+from sse_core.connection import connect
+from sse_core.events import SSEEvent
+from sse_core.hub import ConnectionState, ConnectionStatus
+from sse_core.ids import parse_event_id, parse_user_id, uuid7
+from sse_core.keys import SSEChannelKeys
+from sse_core.protocol import SSEPublisherProtocol, SSESubscriberProtocol
+from sse_core.publisher import PublisherStats, RedisSSEPublisher, SSEPublishError
+from sse_core.registry import (
+    EVENT_REGISTRY,
+    EventTypeInfo,
+    SSEEventType,
+    get_category_for_event_type,
+)
+from sse_core.replay import Replay
+from sse_core.settings import SSESettings
+from sse_core.subscriber import RedisSSESubscriber, StreamGap, SubscriberLagged, SubscriberStats
+
+__all__ = [
+    "EVENT_REGISTRY",
+    "ConnectionState",
+    "ConnectionStatus",
+    "EventTypeInfo",
+    "MalformedEvent",
+    "PublisherStats",
+    "RedisSSEPublisher",
+    "RedisSSESubscriber",
+    "Replay",
+    "SSEChannelKeys",
+    "SSEEvent",
+    "SSEEventCategory",
+    "SSEEventType",
+    "SSEPublishError",
+    "SSEPublisherProtocol",
+    "SSESettings",
+    "SSESubscriberProtocol",
+    "StreamGap",
+    "SubscriberLagged",
+    "SubscriberStats",
+    "connect",
+    "get_category_for_event_type",
+    "parse_event_id",
+    "parse_user_id",
+    "uuid7",
+    "validate_categories",
+]

@@ -1,0 +1,66 @@
+"""How an event is stored in Redis: a JSON pub/sub payload and named stream-entry fields.
+
+Stream entries keep each field separately (``event_id``, ``event_type``, ``data`` as JSON,
+``occurred_at``, ``user_id``) so they read well in ``redis-cli XRANGE``. Anything that does not
+decode into a valid event raises :class:`MalformedEvent`, which readers skip and count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic_core
+from pydantic import ValidationError
+
+from sse_core.events import SSEEvent
+
+RedisValue = bytes | str
+
+
+class MalformedEvent(ValueError):
+    """A message or stream entry that is not a valid event."""
+
+
+def _text(value: RedisValue) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def encode_payload(event: SSEEvent) -> bytes:
+    """The pub/sub message body."""
+    return event.model_dump_json().encode()
+
+
+def decode_payload(payload: RedisValue) -> SSEEvent:
+    try:
+        return SSEEvent.model_validate_json(payload)
+    except ValidationError as exc:
+        raise MalformedEvent(f"malformed event payload: {exc.errors()[0]['msg']}") from None
+
+
+def encode_fields(event: SSEEvent) -> list[bytes]:
+    """Stream entry fields as a flat name/value list (the order ``XADD`` takes them in)."""
+    return [
+        b"event_id",
+        str(event.event_id).encode(),
+        b"event_type",
+        event.event_type.value.encode(),
+        b"data",
+        pydantic_core.to_json(event.data),
+        b"occurred_at",
+        event.occurred_at.isoformat().encode(),
+        b"user_id",
+        str(event.user_id).encode(),
+    ]
+
+
+def decode_fields(fields: Mapping[Any, RedisValue]) -> SSEEvent:
+    """Inverse of :func:`encode_fields` for one ``XRANGE`` entry."""
+    record = {_text(k): _text(v) for k, v in fields.items()}
+    try:
+        data = json.loads(record.get("data", "{}"))
+        return SSEEvent.model_validate({**record, "data": data})
+    except (ValidationError, json.JSONDecodeError) as exc:
+        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise MalformedEvent(f"malformed stream entry: {detail}") from None

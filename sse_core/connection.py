@@ -1,0 +1,33 @@
+"""Creating the Redis client: a real server from a URL, or an embedded in-process one."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+
+EMBEDDED_URL = "embedded://"
+
+
+def connect(url: str | None = None, *, decode_responses: bool = False) -> Redis:
+    """A ``redis.asyncio.Redis`` for ``url``; ``None`` gives an in-process fakeredis.
+
+    The embedded default lets the dashboard, demo and notebooks run with no server at all;
+    everything in ssewatch works the same on it, only nothing outlives the process.
+    """
+    if url is None or url == EMBEDDED_URL:
+        from fakeredis import FakeAsyncRedis
+
+        return FakeAsyncRedis(decode_responses=decode_responses)
+    return Redis.from_url(url, decode_responses=decode_responses)
+
+
+def redact_url(url: str | None) -> str:
+    """The URL without credentials, for display (status bars, logs)."""
+    if url is None or url == EMBEDDED_URL:
+        return "embedded (in-process fakeredis)"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -1,0 +1,282 @@
+"""One shared pub/sub connection per Redis client and event loop, fanned out to subscribers.
+
+Every :class:`~sse_core.subscriber.RedisSSESubscriber` built on the same client (the seed's
+request-scoped pattern builds one per connection) attaches here, so a process holds one pub/sub
+connection however many subscribers it serves. Channels are reference-counted; each message is
+decoded once and offered to every interested subscriber's bounded mailbox.
+
+Knowing *when* a subscription is live matters for gapless resume: after ``SUBSCRIBE`` the hub
+sends ``PING`` on the same connection, and its pong (pongs come back in order) proves the server
+has processed the subscription. (A bare ``PING``: redis-py mangles ``PING <token>`` replies on
+clients created with ``decode_responses=True``; see :func:`_is_pong`.) After a reconnect the
+same trick tells when every channel is back, and every subscriber is then sent
+:data:`~sse_core.mailbox.RESYNC` to replay what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sse_core.categories import SSEEventCategory
+from sse_core.codec import MalformedEvent, decode_payload
+from sse_core.events import SSEEvent, matches_categories
+from sse_core.mailbox import RESYNC, Mailbox
+
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class ConnectionState(StrEnum):
+    IDLE = "idle"  # no subscriptions, no connection held
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    state: ConnectionState
+    reconnects: int
+    subscriptions: int
+    malformed: int
+
+
+class DeliveryCounters(Protocol):
+    """Where the hub reports per-subscriber losses (a subscriber's stats object)."""
+
+    malformed: int
+    dropped: int
+
+
+class Subscription:
+    """One consumer's interest: its channels, its category filter and its mailbox."""
+
+    __slots__ = ("categories", "channels", "mailbox", "stats")
+
+    def __init__(
+        self,
+        channels: Iterable[str],
+        categories: frozenset[SSEEventCategory],
+        capacity: int,
+        stats: DeliveryCounters,
+    ) -> None:
+        self.channels = tuple(channels)
+        self.categories = categories
+        self.mailbox: Mailbox[SSEEvent] = Mailbox(capacity)
+        self.stats = stats
+
+    def offer(self, event: SSEEvent) -> None:
+        if matches_categories(event, self.categories) and not self.mailbox.put(event):
+            self.stats.dropped += 1
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _is_pong(message: dict[str, Any]) -> bool:
+    """A reply to our bare PING.
+
+    On ``decode_responses=True`` clients redis-py indexes the reply string ``"PONG"`` as if it
+    were a list, giving type ``"P"``, channel ``"O"`` and data ``"N"``; accept that shape too.
+    """
+    kind = message["type"]
+    if kind == "pong":
+        return not message["data"]
+    return f"{kind}{message['channel']}{message['data']}".lower() == "pon"
+
+
+class SubscriptionHub:
+    _hubs: weakref.WeakKeyDictionary[
+        Redis, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SubscriptionHub]
+    ] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_client(
+        cls, redis_client: Redis, logger: logging.Logger | None = None
+    ) -> SubscriptionHub:
+        """The hub shared by everything using ``redis_client`` on the running loop."""
+        loop = asyncio.get_running_loop()
+        per_loop = cls._hubs.setdefault(redis_client, weakref.WeakKeyDictionary())
+        hub = per_loop.get(loop)
+        if hub is None:
+            hub = per_loop[loop] = cls(redis_client, logger)
+        return hub
+
+    def __init__(self, redis_client: Redis, logger: logging.Logger | None = None) -> None:
+        self._redis = redis_client
+        self._log = logger or logging.getLogger(__name__)
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._by_channel: dict[str, list[Subscription]] = {}
+        self._lock = asyncio.Lock()
+        # One entry per PING in flight: the waiter it confirms, or None for a resync PING.
+        self._pings: deque[asyncio.Future[None] | None] = deque()
+        # Waiters whose PING was lost with a connection; released when the resync completes.
+        self._stranded: list[asyncio.Future[None]] = []
+        self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+        self.state = ConnectionState.IDLE
+        self.reconnects = 0
+        self.malformed = 0
+
+    def status(self) -> ConnectionStatus:
+        subs = {id(s) for subs in self._by_channel.values() for s in subs}
+        return ConnectionStatus(self.state, self.reconnects, len(subs), self.malformed)
+
+    async def attach(self, sub: Subscription) -> None:
+        """Register ``sub`` and return once its channels are live on the server."""
+        async with self._lock:
+            if self._pubsub is None:
+                await self._open()
+            assert self._pubsub is not None
+            new = [ch for ch in sub.channels if ch not in self._by_channel]
+            for ch in sub.channels:
+                self._by_channel.setdefault(ch, []).append(sub)
+            confirmed = asyncio.get_running_loop().create_future()
+            try:
+                if new:
+                    await self._pubsub.subscribe(*new)
+                await self._pubsub.ping()
+                self._pings.append(confirmed)
+            except _CONNECTION_ERRORS:
+                # The reader reconnects, resubscribes everything and then releases this waiter.
+                self._stranded.append(confirmed)
+                self._log.info("subscribe deferred until Redis is reachable again")
+        try:
+            await confirmed
+        except BaseException:
+            await self.detach(sub)
+            raise
+
+    async def detach(self, sub: Subscription) -> None:
+        async with self._lock:
+            gone = []
+            for ch in sub.channels:
+                subs = self._by_channel.get(ch, [])
+                if sub in subs:
+                    subs.remove(sub)
+                if not subs:
+                    self._by_channel.pop(ch, None)
+                    gone.append(ch)
+            if not self._by_channel:
+                await self._close()
+            elif gone and self._pubsub is not None:
+                # On failure, messages for channels nobody wants are ignored anyway.
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await self._pubsub.unsubscribe(*gone)
+
+    async def _open(self) -> None:
+        self.state = ConnectionState.CONNECTING
+        pubsub = self._redis.pubsub()
+        await pubsub.connect()  # type: ignore[no-untyped-call]
+        if pubsub.connection is not None:
+            pubsub.connection.register_connect_callback(self._on_reconnect)
+        self._pubsub = pubsub
+        self._reader = asyncio.create_task(self._read_loop(pubsub), name="ssewatch-pubsub-reader")
+        self.state = ConnectionState.CONNECTED
+
+    async def _close(self) -> None:
+        reader, pubsub = self._reader, self._pubsub
+        self._reader = self._pubsub = None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        if pubsub is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        for future in [*self._pings, *self._stranded]:
+            if future is not None:
+                future.cancel()
+        self._pings.clear()
+        self._stranded.clear()
+        self.state = ConnectionState.IDLE
+
+    async def _on_reconnect(self, connection: Any) -> None:
+        """Called by redis-py after the pub/sub connection is re-established."""
+        asyncio.get_running_loop().create_task(self._resubscribe_all())
+
+    async def _resubscribe_all(self) -> None:
+        async with self._lock:
+            pubsub = self._pubsub
+            if pubsub is None:
+                return
+            self.reconnects += 1
+            self.state = ConnectionState.RECONNECTING
+            self._stranded.extend(f for f in self._pings if f is not None)
+            self._pings.clear()
+            known = {_text(ch) for ch in pubsub.channels}
+            missing = [ch for ch in self._by_channel if ch not in known]
+            try:
+                if missing:
+                    await pubsub.subscribe(*missing)
+                await pubsub.ping()
+                self._pings.append(None)
+            except _CONNECTION_ERRORS:
+                self._log.warning("resubscribe failed; retrying on the next reconnect")
+
+    async def _read_loop(self, pubsub: PubSub) -> None:
+        failures = 0
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=None)
+            except _CONNECTION_ERRORS:
+                failures += 1
+                self.state = ConnectionState.RECONNECTING
+                delay = self._backoff.compute(failures)
+                self._log.warning("Redis pub/sub connection lost; retrying in %.2fs", delay)
+                await asyncio.sleep(delay)
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await pubsub.connect()  # type: ignore[no-untyped-call]  # runs _on_reconnect
+                continue
+            failures = 0
+            if message is not None:
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            self._dispatch(_text(message["channel"]), message["data"])
+        elif _is_pong(message) and self._pings:
+            self._on_pong(self._pings.popleft())
+
+    def _on_pong(self, waiter: asyncio.Future[None] | None) -> None:
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        # The resync PING: every channel is subscribed again on the new connection.
+        self.state = ConnectionState.CONNECTED
+        for future in self._stranded:
+            if not future.done():
+                future.set_result(None)
+        self._stranded.clear()
+        for sub in {id(s): s for subs in self._by_channel.values() for s in subs}.values():
+            sub.mailbox.signal(RESYNC)
+
+    def _dispatch(self, channel: str, payload: Any) -> None:
+        subs = self._by_channel.get(channel)
+        if not subs:
+            return
+        try:
+            event = decode_payload(payload)
+        except MalformedEvent as exc:
+            self.malformed += 1
+            for sub in subs:
+                sub.stats.malformed += 1
+            self._log.warning("skipped malformed message on %s: %s", channel, exc)
+            return
+        for sub in subs:
+            sub.offer(event)

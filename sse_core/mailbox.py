@@ -1,0 +1,78 @@
+"""A bounded per-subscriber queue that never blocks the producer and never loses silently.
+
+The shared pub/sub reader must not wait for any one slow consumer, so ``put`` never blocks.
+When the queue is full the mailbox flips to *overflowed*: further items are dropped and counted
+until the consumer has drained what was queued, then :data:`OVERFLOW` is handed to it once so it
+can recover the dropped span from retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from enum import Enum
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Signal(Enum):
+    """Control items that travel through a mailbox in order with the events."""
+
+    OVERFLOW = "overflow"  # the consumer fell behind; items after the last one it got were dropped
+    RESYNC = "resync"  # the shared connection came back; items may have been missed meanwhile
+    RESUME = "resume"  # the consumer asked to start after a given event (never queued by the hub)
+
+
+OVERFLOW = Signal.OVERFLOW
+RESYNC = Signal.RESYNC
+RESUME = Signal.RESUME
+
+
+class Mailbox(Generic[T]):
+    """Single-consumer, multi-producer, bounded; producers run on the consumer's event loop."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.dropped = 0
+        self._items: deque[T | Signal] = deque()
+        self._overflowed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> bool:
+        """Queue ``item``; ``False`` (and counted in :attr:`dropped`) if the consumer is behind."""
+        if self._overflowed or len(self._items) >= self.capacity:
+            self._overflowed = True
+            self.dropped += 1
+            self._wake()
+            return False
+        self._items.append(item)
+        self._wake()
+        return True
+
+    def signal(self, signal: Signal) -> None:
+        """Queue a control signal; signals are never dropped and do not count toward capacity."""
+        self._items.append(signal)
+        self._wake()
+
+    async def get(self) -> T | Signal:
+        while True:
+            if self._items:
+                return self._items.popleft()
+            if self._overflowed:
+                self._overflowed = False
+                return OVERFLOW
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

@@ -1,0 +1,132 @@
+"""Reading the retention streams: the seek-then-read-forward side of replay and history."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from sse_core.categories import SSEEventCategory
+from sse_core.codec import MalformedEvent, decode_fields
+from sse_core.events import SSEEvent
+from sse_core.ids import uuid7_time_ms
+from sse_core.keys import SSEChannelKeys
+from sse_core.replay import (
+    Replay,
+    RetainedEvent,
+    StreamId,
+    StreamSlice,
+    format_stream_id,
+    parse_stream_id,
+    select_after,
+    select_since,
+)
+
+
+def _info_value(info: Mapping[Any, Any], name: str) -> Any:
+    return info.get(name, info.get(name.encode()))
+
+
+class RetentionReader:
+    """Reads a user's stream and the broadcast stream as one atomic snapshot.
+
+    Both streams are read from the same start id inside one ``MULTI``: the snapshot is
+    consistent with pub/sub order, which is what the live hand-over relies on. Cost is
+    proportional to what lies after the start id, never to the whole stream.
+    """
+
+    def __init__(
+        self,
+        redis_client: Redis,
+        keys: SSEChannelKeys,
+        logger: logging.Logger | None = None,
+        on_malformed: Callable[[], None] | None = None,
+    ) -> None:
+        self._redis = redis_client
+        self._keys = keys
+        self._log = logger or logging.getLogger(__name__)
+        self._on_malformed = on_malformed
+        self.malformed = 0
+
+    async def read(self, user_id: UUID, start: StreamId) -> list[StreamSlice]:
+        """Slices of the user's and the broadcast stream from ``start`` on."""
+        names = [self._keys.user_stream(user_id), self._keys.broadcast_stream()]
+        pipe = self._redis.pipeline(transaction=True)
+        for name in names:
+            pipe.xinfo_stream(name)
+            pipe.xrange(name, min=format_stream_id(start), max="+")
+        results = await pipe.execute(raise_on_error=False)
+        return [
+            self._slice(name, results[2 * i], results[2 * i + 1]) for i, name in enumerate(names)
+        ]
+
+    def _slice(self, name: str, info: Any, rows: Any) -> StreamSlice:
+        if isinstance(info, ResponseError) or isinstance(rows, ResponseError):
+            return StreamSlice()  # no such key: nothing retained
+        entries: list[RetainedEvent] = []
+        for raw_id, fields in rows:
+            try:
+                entries.append(RetainedEvent(parse_stream_id(raw_id), decode_fields(fields)))
+            except MalformedEvent as exc:
+                self.malformed += 1
+                if self._on_malformed is not None:
+                    self._on_malformed()
+                self._log.warning("skipped malformed entry %r in %s: %s", raw_id, name, exc)
+        first = _info_value(info, "first-entry")
+        added = int(_info_value(info, "entries-added") or 0)
+        length = int(_info_value(info, "length") or 0)
+        return StreamSlice(
+            entries=entries,
+            first_id=parse_stream_id(first[0]) if first else None,
+            trimmed=added > length,
+        )
+
+    async def replay(
+        self,
+        user_id: UUID,
+        last_event_id: UUID,
+        categories: frozenset[SSEEventCategory] = frozenset(),
+    ) -> Replay:
+        """Everything retained after ``last_event_id``, and whether that covers the gap."""
+        last_ms = uuid7_time_ms(last_event_id)
+        slices = await self.read(user_id, (last_ms, 0))
+        return select_after(last_event_id, last_ms, slices, categories)
+
+    async def history(
+        self,
+        user_id: UUID,
+        since: datetime | UUID | None = None,
+        categories: frozenset[SSEEventCategory] = frozenset(),
+    ) -> list[SSEEvent]:
+        """A user's retained events (with broadcasts): all, from a time, or after an event id."""
+        if isinstance(since, UUID):
+            return (await self.replay(user_id, since, categories)).events
+        start_ms = 0 if since is None else int(since.timestamp() * 1000)
+        return (await self.since(user_id, start_ms, categories)).events
+
+    async def since(
+        self,
+        user_id: UUID,
+        start_ms: int,
+        categories: frozenset[SSEEventCategory] = frozenset(),
+    ) -> Replay:
+        """Retained events from ``start_ms`` on, and whether retention still holds all of them."""
+        return select_since(start_ms, await self.read(user_id, (start_ms, 0)), categories)
+
+    async def users(self) -> list[UUID]:
+        """Users that have retained events (``SCAN``, never ``KEYS``)."""
+        found: set[UUID] = set()
+        async for key in self._scan(self._keys.user_stream_pattern()):
+            user_id = self._keys.parse_user_id_from_stream(key)
+            if user_id is not None:
+                found.add(user_id)
+        return sorted(found, key=str)
+
+    async def _scan(self, pattern: str) -> AsyncIterator[str]:
+        async for key in self._redis.scan_iter(match=pattern, count=500, _type="STREAM"):
+            yield key.decode() if isinstance(key, bytes) else key

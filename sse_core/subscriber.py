@@ -1,0 +1,240 @@
+"""The Redis subscriber: live delivery, replay, and the gapless hand-over between them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+from uuid import UUID
+
+from redis.asyncio import Redis
+from redis.backoff import ExponentialWithJitterBackoff
+
+from sse_core.categories import SSEEventCategory, validate_categories
+from sse_core.events import SSEEvent
+from sse_core.handover import HandOver
+from sse_core.hub import _CONNECTION_ERRORS, ConnectionStatus, Subscription, SubscriptionHub
+from sse_core.ids import parse_event_id, parse_user_id
+from sse_core.keys import SSEChannelKeys
+from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
+from sse_core.replay import Replay
+from sse_core.retention import RetentionReader
+
+GapReason = Literal["resume", "lagged", "reconnected"]
+_GAP_REASONS: dict[Signal, GapReason] = {
+    RESUME: "resume",
+    OVERFLOW: "lagged",
+    RESYNC: "reconnected",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """Events may be missing before the next item; the consumer should reload its state.
+
+    ``after_event_id`` is the last event the consumer got (``None`` if none yet).
+    """
+
+    reason: GapReason
+    after_event_id: UUID | None
+
+
+class SubscriberLagged(RuntimeError):
+    """The consumer fell behind its bounded queue and the dropped span could not be replayed."""
+
+    def __init__(self, after_event_id: UUID | None) -> None:
+        super().__init__(
+            "subscriber fell behind and events were dropped"
+            + (f" after {after_event_id}" if after_event_id else "")
+            + "; resubscribe with last_event_id to recover from retention"
+        )
+        self.after_event_id = after_event_id
+
+
+@dataclass
+class SubscriberStats:
+    delivered: int = 0
+    replayed: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    dropped: int = 0
+    gaps: int = 0
+    recoveries: int = 0
+
+
+class RedisSSESubscriber:
+    """Implements :class:`~sse_core.protocol.SSESubscriberProtocol` over Redis.
+
+    Cheap to construct (one per request is fine): the pub/sub connection is shared per client.
+    """
+
+    def __init__(
+        self,
+        redis_client: Redis,
+        enable_retention: bool = False,
+        logger: logging.Logger | None = None,
+        *,
+        keys: SSEChannelKeys | None = None,
+        queue_size: int = 1000,
+    ) -> None:
+        self._redis = redis_client
+        self.enable_retention = enable_retention
+        self._log = logger or logging.getLogger(__name__)
+        self.keys = keys or SSEChannelKeys()
+        self.queue_size = queue_size
+        self.stats = SubscriberStats()
+        self.retention = RetentionReader(redis_client, self.keys, self._log, self._count_malformed)
+        self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        user_id: UUID,
+        categories: list[str] | None = None,
+        last_event_id: UUID | None = None,
+    ) -> AsyncIterator[SSEEvent]:
+        """Live events for ``user_id`` (and broadcasts), resuming after ``last_event_id`` if given.
+
+        Gaps that retention cannot fill are logged and counted; a consumer that falls behind and
+        cannot be caught up raises :class:`SubscriberLagged`. Use :meth:`stream` to receive gaps
+        as values instead.
+        """
+        async for item in self.stream(user_id, categories, last_event_id):
+            if isinstance(item, StreamGap):
+                if item.reason == "lagged":
+                    raise SubscriberLagged(item.after_event_id)
+                self._log.warning("SSE stream gap (%s) after %s", item.reason, item.after_event_id)
+                continue
+            yield item
+
+    async def get_missed_events(
+        self,
+        user_id: UUID,
+        last_event_id: UUID,
+        categories: list[str] | None = None,
+    ) -> list[SSEEvent]:
+        return (await self.replay(user_id, last_event_id, categories)).events
+
+    def filter_by_categories(self, event: SSEEvent, categories: list[str] | None) -> bool:
+        if categories is None:
+            return True
+        return event.category in validate_categories(categories)
+
+    @staticmethod
+    def validate_categories(categories: list[str] | None) -> list[SSEEventCategory]:
+        return validate_categories(categories)
+
+    # -- beyond the protocol ------------------------------------------------------------------
+
+    async def replay(
+        self,
+        user_id: UUID | str,
+        last_event_id: UUID | str,
+        categories: list[str] | None = None,
+    ) -> Replay:
+        """Missed events and whether they cover the whole gap (``complete``)."""
+        uid, last = parse_user_id(user_id), parse_event_id(last_event_id)
+        allowed = frozenset(validate_categories(categories))
+        if not self.enable_retention:
+            return Replay([], complete=False)
+        return await self.retention.replay(uid, last, allowed)
+
+    def _count_malformed(self) -> None:
+        self.stats.malformed += 1
+
+    def connection_status(self) -> ConnectionStatus:
+        """State of the shared pub/sub connection (for status displays)."""
+        return SubscriptionHub.for_client(self._redis, self._log).status()
+
+    async def stream(
+        self,
+        user_id: UUID | str,
+        categories: list[str] | None = None,
+        last_event_id: UUID | str | None = None,
+    ) -> AsyncIterator[SSEEvent | StreamGap]:
+        """Like :meth:`subscribe`, but yields a :class:`StreamGap` wherever events may be missing.
+
+        Order of work for a resume: subscribe (and wait until the server confirms it), replay
+        from retention, then drain live events, dropping those the replay already delivered.
+        After an overflow or a reconnect the same catch-up runs from the last delivered event.
+        """
+        uid = parse_user_id(user_id)
+        allowed = frozenset(validate_categories(categories))
+        last = parse_event_id(last_event_id) if last_event_id is not None else None
+        channels = (self.keys.user_channel(uid), self.keys.broadcast_channel())
+        sub = Subscription(channels, allowed, self.queue_size, self.stats)
+        hub = await self._attach(sub)
+        started_ms = time.time_ns() // 1_000_000
+        handover = HandOver()
+        pending: Signal | None = RESUME if last is not None else None
+        try:
+            while True:
+                if pending is not None:
+                    async for caught in self._catch_up(uid, allowed, last, started_ms, pending):
+                        if isinstance(caught, SSEEvent):
+                            handover.begin((caught.event_id,))
+                            last = caught.event_id
+                        yield caught
+                    pending = None
+                item = await sub.mailbox.get()
+                if isinstance(item, Signal):
+                    pending = item
+                elif handover.admit(item):
+                    self.stats.delivered += 1
+                    last = item.event_id
+                    yield item
+                else:
+                    self.stats.duplicates += 1
+        finally:
+            await asyncio.shield(hub.detach(sub))
+
+    async def _attach(self, sub: Subscription) -> SubscriptionHub:
+        failures = 0
+        while True:
+            hub = SubscriptionHub.for_client(self._redis, self._log)
+            try:
+                await hub.attach(sub)
+                return hub
+            except _CONNECTION_ERRORS:
+                failures += 1
+                delay = self._backoff.compute(failures)
+                self._log.warning("Redis unreachable; subscribing again in %.2fs", delay)
+                await asyncio.sleep(delay)
+
+    async def _catch_up(
+        self,
+        user_id: UUID,
+        allowed: frozenset[SSEEventCategory],
+        last: UUID | None,
+        started_ms: int,
+        signal: Signal,
+    ) -> AsyncIterator[SSEEvent | StreamGap]:
+        """Replay after ``last`` (or since the subscription started, if nothing was delivered)."""
+        reason = _GAP_REASONS[signal]
+        if not self.enable_retention:
+            self.stats.gaps += 1
+            yield StreamGap(reason, last)
+            return
+        failures = 0
+        while True:
+            try:
+                if last is None:
+                    replay = await self.retention.since(user_id, started_ms, allowed)
+                else:
+                    replay = await self.retention.replay(user_id, last, allowed)
+                break
+            except _CONNECTION_ERRORS:
+                failures += 1
+                await asyncio.sleep(self._backoff.compute(failures))
+        if not replay.complete:
+            self.stats.gaps += 1
+            yield StreamGap(reason, last)
+        elif signal is not RESUME:
+            self.stats.recoveries += 1
+        for event in replay.events:
+            self.stats.replayed += 1
+            yield event
