@@ -1,0 +1,61 @@
+"""Shared fixtures: a real redis-server for the whole session, fakeredis for unit tests.
+
+A missing ``redis-server`` is an error, never a skip: tests that claim Redis behaviour must run
+against the real thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from fakeredis import FakeAsyncRedis
+from redis.asyncio import Redis
+
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(params=[False, True], ids=["bytes", "decoded"])
+async def redis_client(
+    redis_server: RedisServer, request: pytest.FixtureRequest
+) -> AsyncIterator[Redis]:
+    """A client on the real server, emptied first; both ``decode_responses`` modes."""
+    client = Redis.from_url(redis_server.url, decode_responses=request.param)
+    await client.flushall()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def fake_redis() -> AsyncIterator[FakeAsyncRedis]:
+    client = FakeAsyncRedis()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A private server for tests that kill or restart it (persisting data across restarts)."""
+    server = RedisServer(persist=True).start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
