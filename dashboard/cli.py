@@ -1,0 +1,65 @@
+"""The ``ssewatch`` command: serve the dashboard, generate demo traffic, mint test tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from sse_core.connection import connect
+from sse_core.demo import DemoTraffic
+from sse_core.publisher import RedisSSEPublisher
+from sse_core.settings import SSESettings
+
+
+def _demo(args: argparse.Namespace, settings: SSESettings) -> int:
+    url = args.redis_url or settings.redis_url
+    if url is None:
+        print("ssewatch demo needs --redis-url (or SSE_REDIS_URL)", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        client = connect(url)
+        publisher = RedisSSEPublisher(
+            client,
+            enable_retention=settings.enable_retention,
+            retention_max_len=settings.retention_max_len,
+            retention_ttl_seconds=settings.retention_ttl_seconds,
+        )
+        traffic = DemoTraffic(publisher, rate=args.rate, seed=args.seed)
+        try:
+            return await traffic.run(duration=args.duration, max_events=args.max_events)
+        finally:
+            await client.aclose()
+
+    published = asyncio.run(run())
+    print(f"published {published} events to {url}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssewatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="publish realistic demo events to a Redis")
+    demo.add_argument("--redis-url", help="Redis URL (default: SSE_REDIS_URL)")
+    demo.add_argument("--rate", type=float, default=20.0, help="mean events per second")
+    demo.add_argument(
+        "--duration", type=float, default=None, help="seconds to run (default: forever)"
+    )
+    demo.add_argument("--max-events", type=int, default=None, help="stop after this many events")
+    demo.add_argument("--seed", type=int, default=None, help="random seed for reproducible traffic")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    result: int = handler(args, SSESettings())
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
