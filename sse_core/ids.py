@@ -22,11 +22,14 @@ def uuid7(now_ms: int | None = None) -> UUID:
 
     The 12-bit ``rand_a`` field is a counter within one millisecond (RFC 9562 method 1), so ids
     made in the same millisecond still sort in creation order; if it overflows, the timestamp is
-    advanced by one millisecond rather than breaking monotonicity.
+    advanced by one millisecond rather than breaking monotonicity. An explicit ``now_ms`` makes
+    an id for that time, outside the process-wide sequence (for back-filling and tests).
     """
     global _last_ms, _last_counter
+    if now_ms is not None:
+        return _compose(now_ms, int.from_bytes(os.urandom(2)) & 0x3FF)
     with _lock:
-        ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
             ms = _last_ms
             counter = _last_counter + 1
@@ -36,6 +39,10 @@ def uuid7(now_ms: int | None = None) -> UUID:
         else:
             counter = int.from_bytes(os.urandom(2)) & 0x3FF
         _last_ms, _last_counter = ms, counter
+    return _compose(ms, counter)
+
+
+def _compose(ms: int, counter: int) -> UUID:
     rand_b = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
     return UUID(int=value)

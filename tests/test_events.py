@@ -1,0 +1,179 @@
+"""Pure domain rules: categories, registry, ids, the event model and its wire form."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from uuid import UUID, uuid4
+
+import pytest
+
+from sse_core import (
+    EVENT_REGISTRY,
+    SSEChannelKeys,
+    SSEEvent,
+    SSEEventCategory,
+    SSEEventType,
+    get_category_for_event_type,
+    parse_event_id,
+    parse_user_id,
+    uuid7,
+    validate_categories,
+)
+from sse_core.categories import parse_category_list
+from sse_core.ids import uuid7_time_ms
+
+
+def test_validate_categories_keeps_order_and_drops_duplicates() -> None:
+    assert validate_categories(["ai", "data_sync", "ai"]) == [
+        SSEEventCategory.AI,
+        SSEEventCategory.DATA_SYNC,
+    ]
+    assert validate_categories(None) == []
+
+
+def test_invalid_category_names_it_and_lists_valid_ones() -> None:
+    with pytest.raises(ValueError, match="'bogus'") as info:
+        validate_categories(["ai", "bogus"])
+    for valid in ("data_sync", "provider", "ai", "import", "portfolio", "security"):
+        assert valid in str(info.value)
+
+
+def test_category_list_accepts_repeated_and_comma_forms() -> None:
+    assert parse_category_list(["ai,security", "import", " "]) == [
+        SSEEventCategory.AI,
+        SSEEventCategory.SECURITY,
+        SSEEventCategory.IMPORT,
+    ]
+
+
+def test_every_event_type_has_a_registry_row_with_matching_prefix() -> None:
+    assert set(EVENT_REGISTRY) == set(SSEEventType)
+    prefixes = {"sync": SSEEventCategory.DATA_SYNC}
+    for event_type, info in EVENT_REGISTRY.items():
+        head = event_type.value.split(".")[0]
+        assert (prefixes[head] if head in prefixes else SSEEventCategory(head)) is info.category
+        assert event_type.name == event_type.value.replace(".", "_").upper()
+
+
+def test_category_lookup_and_unknown_type() -> None:
+    assert get_category_for_event_type("sync.accounts.completed") is SSEEventCategory.DATA_SYNC
+    with pytest.raises(ValueError, match=r"sync\.accounts\.completed"):
+        get_category_for_event_type("sync.nothing")
+
+
+def test_uuid7_is_version_7_monotonic_and_carries_time() -> None:
+    before = int(datetime.now(UTC).timestamp() * 1000)
+    ids = [uuid7() for _ in range(5000)]
+    after = int(datetime.now(UTC).timestamp() * 1000)
+    assert all(i.version == 7 and i.variant == "specified in RFC 4122" for i in ids)
+    assert ids == sorted(ids, key=lambda u: u.int)
+    assert len(set(ids)) == len(ids)
+    assert before <= uuid7_time_ms(ids[0]) <= uuid7_time_ms(ids[-1]) <= after + 1
+
+
+def test_uuid7_stays_monotonic_when_clock_goes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = uuid7()
+    monkeypatch.setattr("sse_core.ids.time.time_ns", lambda: 1_000_000_000)
+    second = uuid7()
+    assert second.int > first.int
+    assert uuid7_time_ms(uuid7(now_ms=1234)) == 1234
+
+
+def test_parse_ids_give_clear_errors() -> None:
+    user = uuid4()
+    assert parse_user_id(str(user)) == user
+    with pytest.raises(ValueError, match="invalid user id 'nope'"):
+        parse_user_id("nope")
+    with pytest.raises(ValueError, match="UUIDv7"):
+        parse_event_id(str(uuid4()))
+    event_id = uuid7()
+    assert parse_event_id(f" {event_id} ") == event_id
+
+
+def test_event_defaults_and_immutability() -> None:
+    user = uuid4()
+    event = SSEEvent(event_type=SSEEventType.AI_RESPONSE_CHUNK, user_id=user, data={"i": 1})
+    assert event.event_id.version == 7
+    assert event.occurred_at.tzinfo is UTC
+    assert event.category is SSEEventCategory.AI
+    with pytest.raises(ValueError, match="frozen"):
+        event.user_id = uuid4()  # type: ignore[misc]
+
+
+def test_occurred_at_is_normalised_to_utc() -> None:
+    local = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    event = SSEEvent(event_type="ai.response.chunk", user_id=uuid4(), occurred_at=local)
+    assert event.occurred_at == datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    assert event.occurred_at.utcoffset() == timedelta(0)
+    naive = SSEEvent(
+        event_type="ai.response.chunk", user_id=uuid4(), occurred_at=datetime(2026, 1, 1)
+    )
+    assert naive.occurred_at.tzinfo is UTC
+
+
+def test_dict_round_trip_is_json_safe() -> None:
+    event = SSEEvent(
+        event_type="portfolio.balance.updated",
+        user_id=uuid4(),
+        data={"balance": 12.5, "nested": {"a": [1, 2]}},
+    )
+    payload = event.to_dict()
+    assert json.loads(json.dumps(payload)) == payload
+    assert payload["event_type"] == "portfolio.balance.updated"
+    assert payload["category"] == "portfolio"
+    assert SSEEvent.from_dict(payload) == event
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"event_type": "nope.type"}, "event_type"),
+        ({"user_id": "not-a-uuid"}, "user_id"),
+        ({"occurred_at": "yesterday"}, "occurred_at"),
+    ],
+)
+def test_from_dict_rejects_bad_values(change: dict[str, str], message: str) -> None:
+    payload = SSEEvent(event_type="ai.response.chunk", user_id=uuid4()).to_dict()
+    with pytest.raises(ValueError, match=message):
+        SSEEvent.from_dict({**payload, **change})
+
+
+def test_sse_format_has_id_event_data_in_order_and_ends_with_blank_line() -> None:
+    event = SSEEvent(
+        event_type="sync.accounts.failed", user_id=uuid4(), data={"error": "a\nb\r\nc"}
+    )
+    text = event.to_sse_format()
+    assert text.endswith("\n\n")
+    lines = text[:-2].split("\n")
+    assert [line.split(":", 1)[0] for line in lines] == ["id", "event", "data"]
+    assert lines[0] == f"id: {event.event_id}"
+    assert lines[1] == "event: sync.accounts.failed"
+    assert SSEEvent.from_dict(json.loads(lines[2][len("data: ") :])) == event
+
+
+def test_keys_share_a_hash_tag_per_user_and_parse_back() -> None:
+    keys = SSEChannelKeys()
+    user = uuid4()
+    channel, stream = keys.user_channel(user), keys.user_stream(user)
+    tag = channel[channel.index("{") : channel.index("}") + 1]
+    assert tag in stream
+    assert tag == f"{{u:{user}}}"
+    assert channel.startswith("sse:")
+    assert keys.parse_user_id_from_channel(channel) == user
+    assert keys.parse_user_id_from_channel(keys.broadcast_channel()) is None
+    assert keys.is_broadcast_channel(keys.broadcast_channel())
+    assert not keys.is_broadcast_channel(channel)
+    assert keys.parse_user_id_from_stream(stream) == user
+    assert keys.parse_user_id_from_channel("sse:{u:zzz}:events") is None
+    assert SSEChannelKeys("app").user_channel(user).startswith("app:")
+    with pytest.raises(ValueError, match="prefix"):
+        SSEChannelKeys("a{b")
+
+
+def test_foreign_id_versions_order_by_occurred_at() -> None:
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    event = SSEEvent(
+        event_id=UUID(int=5), event_type="ai.response.chunk", user_id=uuid4(), occurred_at=when
+    )
+    assert event.time_ms == int(when.timestamp() * 1000)
