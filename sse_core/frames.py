@@ -4,13 +4,20 @@ The notebooks and the dashboard's replay table both use :func:`events_to_frame`,
 means the same everywhere: fixed columns with proper dtypes, then the ``data`` payload flattened
 into ``data.<key>`` columns (nested keys joined with dots; the prefix keeps payload keys from ever
 colliding with the fixed columns).
+
+Loading is async (:func:`load_events`) because it shares the ``redis.asyncio`` client with
+everything else: ``await`` it in Jupyter. Scripts use :func:`load_events_sync`, which owns its
+client, because a ``redis.asyncio`` client is bound to the event loop it first ran in: calling
+``asyncio.run(load_events(client))`` twice with one client fails on the second call and leaks
+the first loop's connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,18 +25,36 @@ import pandas as pd
 from redis.asyncio import Redis
 
 from sse_core.categories import SSEEventCategory, validate_categories
+from sse_core.connection import connect
 from sse_core.events import SSEEvent
+from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.registry import SSEEventType
+from sse_core.replay import Replay
 from sse_core.retention import RetentionReader
 
 EVENT_COLUMNS: tuple[str, ...] = ("event_id", "occurred_at", "category", "event_type", "user_id")
 CATEGORY_DTYPE = pd.CategoricalDtype([c.value for c in SSEEventCategory])
 EVENT_TYPE_DTYPE = pd.CategoricalDtype([t.value for t in SSEEventType])
+COLUMN_DTYPES: dict[str, Any] = {
+    "event_id": "string",
+    "occurred_at": "datetime64[ns, UTC]",
+    "category": CATEGORY_DTYPE,
+    "event_type": EVENT_TYPE_DTYPE,
+    "user_id": "string",
+}
 DATA_PREFIX = "data."
+COMPLETE_ATTR = "complete"
+"""``frame.attrs`` key set by :func:`load_events`: ``False`` if retention already dropped some of
+the requested history (trimmed by size or age, or reset), so the frame is not all of it."""
+
+_CONCURRENT_READS = 16  # users read at once: bounded so thousands of users never mean
+# thousands of connections from the pool
 
 
 def _flatten(payload: dict[str, Any], prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts become dotted names; if two spellings meet (``{"a": {"b"}}`` and ``"a.b"``)
+    the later key in the payload wins. Empty dicts and lists are kept as values."""
     for key, value in payload.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
@@ -40,7 +65,13 @@ def _flatten(payload: dict[str, Any], prefix: str, out: dict[str, Any]) -> dict[
 
 
 def events_to_frame(events: Iterable[SSEEvent]) -> pd.DataFrame:
-    """One row per event, in the given order; an empty input gives the fixed columns only."""
+    """One row per event, in the given order; an empty input gives the fixed columns only.
+
+    Fixed columns have fixed dtypes (see :data:`COLUMN_DTYPES`; the categoricals list every known
+    category and type, so counts include zeros and frames concatenate cleanly). Payload columns
+    follow the order keys are first seen and pandas' own inference (a number missing from some
+    rows becomes ``float64`` with ``NaN``).
+    """
     rows = [
         _flatten(
             e.data,
@@ -56,15 +87,7 @@ def events_to_frame(events: Iterable[SSEEvent]) -> pd.DataFrame:
         for e in events
     ]
     frame = pd.DataFrame.from_records(rows, columns=_columns(rows))
-    return frame.astype(
-        {
-            "event_id": "string",
-            "occurred_at": "datetime64[ns, UTC]",
-            "category": CATEGORY_DTYPE,
-            "event_type": EVENT_TYPE_DTYPE,
-            "user_id": "string",
-        }
-    )
+    return frame.astype(COLUMN_DTYPES)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -77,37 +100,120 @@ async def load_events(
     user_id: UUID | str | None = None,
     *,
     since: datetime | UUID | str | None = None,
-    categories: list[str] | None = None,
+    categories: Iterable[str] | None = None,
     keys: SSEChannelKeys | None = None,
 ) -> pd.DataFrame:
     """Retained history as a DataFrame: one user (with broadcasts) or, by default, everyone.
 
-    ``since`` is a time (events from then on) or an event id (events after it). Works with
-    top-level ``await`` in Jupyter; from a script use ``asyncio.run(load_events(...))``.
+    ``since`` is a time (events from then on; naive means UTC) or an event id (events after it),
+    given as a ``datetime``/``Timestamp``, a ``UUID`` or a string of either. Rows are in
+    publication order, each broadcast once. ``frame.attrs["complete"]`` says whether retention
+    still held everything asked for. Works with top-level ``await`` in Jupyter; scripts use
+    :func:`load_events_sync`.
     """
     reader = RetentionReader(redis_client, keys or SSEChannelKeys())
     allowed = frozenset(validate_categories(categories))
     start = _parse_since(since)
-    users = [UUID(str(user_id))] if user_id is not None else await reader.users()
-    histories = await asyncio.gather(*(reader.history(u, start, allowed) for u in users))
-    seen: dict[UUID, SSEEvent] = {}
-    for history in histories:
-        for event in history:
-            seen.setdefault(event.event_id, event)
-    ordered = sorted(seen.values(), key=lambda e: (e.time_ms, e.event_id.int))
-    return events_to_frame(ordered)
+    if user_id is not None:
+        replay = await _read_user(reader, parse_user_id(user_id), start, allowed, exact=True)
+        return _framed(replay.events, replay.complete)
+    # With no user stream left, reading the nil user still yields the broadcast stream.
+    users = await reader.users() or [UUID(int=0)]
+    replays: list[Replay] = []
+    for first in range(0, len(users), _CONCURRENT_READS):
+        chunk = users[first : first + _CONCURRENT_READS]
+        replays += await asyncio.gather(
+            *(_read_user(reader, u, start, allowed, exact=False) for u in chunk)
+        )
+    merged = heapq.merge(*(r.events for r in replays), key=lambda e: (e.time_ms, e.event_id.int))
+    unique = {e.event_id: e for e in merged}  # a broadcast is in every user's history: once
+    return _framed(unique.values(), all(r.complete for r in replays))
+
+
+def load_events_sync(
+    redis_url: str,
+    user_id: UUID | str | None = None,
+    *,
+    since: datetime | UUID | str | None = None,
+    categories: Iterable[str] | None = None,
+    keys: SSEChannelKeys | None = None,
+) -> pd.DataFrame:
+    """:func:`load_events` for scripts: connects to ``redis_url``, loads, closes.
+
+    Not for use where an event loop is already running (Jupyter): ``await load_events`` there.
+    """
+
+    async def run() -> pd.DataFrame:
+        client = connect(redis_url)
+        try:
+            return await load_events(client, user_id, since=since, categories=categories, keys=keys)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    raise RuntimeError(
+        "load_events_sync() cannot run inside an event loop (e.g. Jupyter): "
+        "use `await load_events(client, ...)` instead"
+    )
+
+
+async def _read_user(
+    reader: RetentionReader,
+    user_id: UUID,
+    start: datetime | UUID | None,
+    allowed: frozenset[SSEEventCategory],
+    *,
+    exact: bool,
+) -> Replay:
+    """One user's history from ``start``.
+
+    After an event id, ``exact`` finds the id's position in this user's streams (the seed's
+    replay semantics). Across users the id is only a point in time: every other user's stream
+    lacks it, so each is read from its millisecond and cut after it in (time, id) order.
+    """
+    if start is None:
+        return await reader.since(user_id, 0, allowed)
+    if isinstance(start, datetime):
+        return await reader.since(user_id, int(start.timestamp() * 1000), allowed)
+    if exact:
+        return await reader.replay(user_id, start, allowed)
+    start_ms = uuid7_time_ms(start)
+    replay = await reader.since(user_id, start_ms, allowed)
+    cut = (start_ms, start.int)
+    return Replay([e for e in replay.events if (e.time_ms, e.event_id.int) > cut], replay.complete)
+
+
+def _framed(events: Iterable[SSEEvent], complete: bool) -> pd.DataFrame:
+    frame = events_to_frame(events)
+    frame.attrs[COMPLETE_ATTR] = complete
+    return frame
 
 
 def _parse_since(since: datetime | UUID | str | None) -> datetime | UUID | None:
-    if since is None or isinstance(since, datetime | UUID):
-        return since
+    if since is None:
+        return None
+    if isinstance(since, UUID):
+        return parse_event_id(since)
+    if isinstance(since, datetime):
+        return _as_utc(since)
     try:
-        return UUID(since)
+        event_id = UUID(since.strip())
     except ValueError:
         pass
+    else:
+        return parse_event_id(event_id)  # a UUID of another version is told ids are v7
     try:
-        return datetime.fromisoformat(since)
+        return _as_utc(datetime.fromisoformat(since))
     except ValueError:
         raise ValueError(
-            f"invalid since {since!r}: give a datetime, an ISO 8601 time or an event id"
+            f"invalid since {since[:80]!r}: give a datetime, an ISO 8601 time or an event id "
+            "(UUIDv7)"
         ) from None
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A naive time is UTC, as for :class:`~sse_core.events.SSEEvent` (not the local zone)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
