@@ -7,7 +7,6 @@ redis-server.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -27,6 +26,7 @@ from sse_core import (
     SSEEvent,
     SSEEventCategory,
     SSEEventType,
+    uuid7,
 )
 from sse_core.demo import BROADCAST_USER, DEMO_USERS, DemoTraffic
 from sse_core.frames import (
@@ -43,13 +43,6 @@ ALICE, BOB = DEMO_USERS["alice"], DEMO_USERS["bob"]
 BASE_MS = time.time_ns() // 1_000_000 - 60_000
 
 
-def v7(ms: int) -> UUID:
-    """A UUIDv7 for a chosen millisecond (``uuid7()`` is monotonic, so it cannot go back)."""
-    rand = int.from_bytes(os.urandom(10))
-    rand_a, rand_b = rand >> 62 & 0xFFF, rand & ((1 << 62) - 1)
-    return UUID(int=ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
-
-
 def event(
     offset_ms: int,
     user: UUID = ALICE,
@@ -58,7 +51,7 @@ def event(
 ) -> SSEEvent:
     ms = BASE_MS + offset_ms
     return SSEEvent(
-        event_id=v7(ms),
+        event_id=uuid7(now_ms=ms),
         event_type=event_type,
         user_id=user,
         data=data or {},
