@@ -149,10 +149,14 @@ class SubscriptionHub:
             try:
                 if new:
                     await self._pubsub.subscribe(*new)
-                await self._pubsub.ping()
+                # Queue the waiter before sending: the reader may see the pong before the
+                # send returns.
                 self._pings.append(confirmed)
+                await self._pubsub.ping()
             except _CONNECTION_ERRORS:
                 # The reader reconnects, resubscribes everything and then releases this waiter.
+                if confirmed in self._pings:
+                    self._pings.remove(confirmed)
                 self._stranded.append(confirmed)
                 self._log.info("subscribe deferred until Redis is reachable again")
         try:
@@ -222,8 +226,8 @@ class SubscriptionHub:
             try:
                 if missing:
                     await pubsub.subscribe(*missing)
-                await pubsub.ping()
                 self._pings.append(None)
+                await pubsub.ping()
             except _CONNECTION_ERRORS:
                 self._log.warning("resubscribe failed; retrying on the next reconnect")
 

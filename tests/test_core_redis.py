@@ -9,6 +9,8 @@ from uuid import UUID, uuid4
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from sse_core import (
     RedisSSEPublisher,
@@ -397,7 +399,7 @@ async def test_dropped_connection_is_survived_and_gap_replayed(redis_client: Red
 async def test_publisher_reports_failures_and_can_raise(caplog: pytest.LogCaptureFixture) -> None:
     from tests.support.redis_server import free_port
 
-    dead = Redis(port=free_port(), socket_connect_timeout=0.2)
+    dead = Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     publisher = RedisSSEPublisher(dead, enable_retention=True)
     event = _event(uuid4())
     with caplog.at_level(logging.WARNING):
