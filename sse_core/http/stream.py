@@ -1,0 +1,153 @@
+"""The wire stream of one SSE connection, independent of any web framework.
+
+``retry:`` hint first, then (when resuming) the replayed events, then live events, with a
+``: ping`` comment whenever the connection has been quiet for ``heartbeat_seconds`` (so proxies
+keep it open and a dead client is noticed at the next write), and an ``event: stream-reset``
+wherever the subscriber could not prove that nothing was missed. All formatting is
+:mod:`sse_core.wire`.
+
+An adapter iterates :func:`render_stream` and writes each chunk; when the client goes away it
+closes (or cancels) the iteration, which closes the subscription and releases its share of the
+Redis pub/sub connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+from sse_core.events import SSEEvent
+from sse_core.http.request import StreamRequest
+from sse_core.settings import SSESettings
+from sse_core.subscriber import RedisSSESubscriber, StreamGap
+from sse_core.wire import format_comment, format_event, format_retry
+
+STREAM_RESET = "stream-reset"
+HEARTBEAT = "ping"
+
+SSE_HEADERS: dict[str, str] = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: pass chunks through instead of buffering the response
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """How one connection's stream is paced and bounded.
+
+    ``max_events`` / ``max_seconds`` end the response early (the client then reconnects with
+    ``Last-Event-ID`` and loses nothing): useful to rebalance long-lived connections, and how
+    the tests make a browser reconnect.
+    """
+
+    retry_ms: int = 3000
+    heartbeat_seconds: float = 15.0
+    max_events: int | None = None
+    max_seconds: float | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: SSESettings,
+        *,
+        max_events: int | None = None,
+        max_seconds: float | None = None,
+    ) -> StreamOptions:
+        return cls(settings.retry_ms, settings.heartbeat_seconds, max_events, max_seconds)
+
+
+def stream_reset_frame(gap: StreamGap) -> str:
+    """Tell the client events may be missing after ``after_event_id``: reload, then go on.
+
+    It carries no ``id:`` so the client's last event id stays the last event it really got.
+    """
+    after = str(gap.after_event_id) if gap.after_event_id is not None else None
+    return format_event(
+        json.dumps({"reason": gap.reason, "after_event_id": after}), event=STREAM_RESET
+    )
+
+
+class _Exhausted:
+    """Marks the end of the source (a future cannot carry ``StopAsyncIteration``)."""
+
+
+_END = _Exhausted()
+
+
+async def _next(items: AsyncIterator[SSEEvent | StreamGap]) -> SSEEvent | StreamGap | _Exhausted:
+    try:
+        return await anext(items)
+    except StopAsyncIteration:
+        return _END
+
+
+async def render_stream(
+    items: AsyncIterator[SSEEvent | StreamGap],
+    options: StreamOptions,
+    *,
+    expires_at: float | None = None,
+) -> AsyncGenerator[str, None]:
+    """Wire chunks for ``items`` (a :meth:`RedisSSESubscriber.stream`), with heartbeats.
+
+    Ends after ``options.max_events`` events, ``options.max_seconds``, or at ``expires_at``
+    (unix seconds: the token's expiry, so a stream never outlives its credential). ``items`` is
+    closed however this generator ends.
+
+    The next item is awaited as a task that survives heartbeat timeouts: timing out must not
+    cancel the subscriber mid-read (that would end its subscription).
+    """
+    loop = asyncio.get_running_loop()
+    ends = [math.inf]
+    if options.max_seconds is not None:
+        ends.append(loop.time() + options.max_seconds)
+    if expires_at is not None:
+        ends.append(loop.time() + (expires_at - time.time()))
+    end = min(ends)
+    limit = options.max_events if options.max_events is not None else math.inf
+    pending: asyncio.Task[SSEEvent | StreamGap | _Exhausted] | None = None
+    sent = 0
+    try:
+        yield format_retry(options.retry_ms)
+        while sent < limit:
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return
+            if pending is None:
+                pending = asyncio.ensure_future(_next(items))
+            done, _ = await asyncio.wait(
+                {pending}, timeout=min(options.heartbeat_seconds, remaining)
+            )
+            if not done:
+                if loop.time() < end:
+                    yield format_comment(HEARTBEAT)
+                continue
+            item, pending = pending.result(), None
+            if isinstance(item, _Exhausted):
+                return
+            if isinstance(item, StreamGap):
+                yield stream_reset_frame(item)
+            else:
+                sent += 1
+                yield item.to_sse_format()
+    finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def event_stream(
+    subscriber: RedisSSESubscriber, request: StreamRequest, options: StreamOptions
+) -> AsyncGenerator[str, None]:
+    """The whole connection: ``subscriber.stream`` (replay + live + gaps) rendered for the wire."""
+    items = subscriber.stream(
+        request.user_id, [c.value for c in request.categories], request.last_event_id
+    )
+    return render_stream(items, options, expires_at=request.expires_at)

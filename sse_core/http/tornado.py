@@ -1,0 +1,144 @@
+"""``GET /events`` as a Tornado handler, for the dashboard's server (Panel/Bokeh run Tornado).
+
+Mount it with ``extra_patterns=event_routes(redis, settings)`` (Panel's ``pn.serve`` /
+``get_server`` pass those to Tornado). Disconnects are noticed through
+:meth:`~tornado.web.RequestHandler.on_connection_close` (Tornado watches the socket for EOF)
+and through failing writes (heartbeats guarantee a write every ``heartbeat_seconds``).
+
+When the server has a login configured (``--basic-auth``, ``--oauth-provider`` or an auth
+module: Bokeh's ``application.auth_provider``), Tornado's extra routes are *not* protected by
+it automatically; this handler asks the same provider and answers ``401`` (never a redirect to
+a login page an ``EventSource`` cannot follow) when there is no logged-in user. The bearer token
+is required in addition: the login says who may use the server, the token whose stream it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from tornado.iostream import StreamClosedError
+from tornado.web import RequestHandler
+
+from sse_core.http.endpoint import EventStreamEndpoint
+from sse_core.http.request import RequestRejected, StreamRequest, redact_token
+from sse_core.http.stream import SSE_HEADERS
+from sse_core.http.tokens import TokenSigner
+from sse_core.settings import SSESettings
+
+Route = tuple[str, type[RequestHandler], dict[str, Any]]
+
+
+def event_routes(
+    redis_client: Redis,
+    settings: SSESettings,
+    *,
+    path: str = "/events",
+    signer: TokenSigner | None = None,
+    honour_server_auth: bool = True,
+    max_events: int | None = None,
+    max_seconds: float | None = None,
+) -> list[Route]:
+    """Tornado routes serving the SSE endpoint; all connections share one pub/sub connection.
+
+    ``signer`` defaults to one built from ``SSE_TOKEN_SECRET`` (without it every request gets
+    503, see :mod:`sse_core.http.endpoint`). ``max_events`` / ``max_seconds`` end each response
+    early; clients reconnect and resume without loss.
+    """
+    endpoint = EventStreamEndpoint(
+        redis_client, settings, signer=signer, max_events=max_events, max_seconds=max_seconds
+    )
+    options = {"endpoint": endpoint, "honour_server_auth": honour_server_auth}
+    return [(path, EventStreamHandler, options)]
+
+
+async def server_login(handler: RequestHandler) -> tuple[bool, Any]:
+    """Whether the server has a login configured, and the user it sees on this request."""
+    provider = getattr(handler.application, "auth_provider", None)
+    if provider is None:
+        return False, None
+    get_user_async: Callable[[RequestHandler], Awaitable[Any]] | None = provider.get_user_async
+    get_user: Callable[[RequestHandler], Any] | None = provider.get_user
+    if get_user_async is not None:
+        return True, await get_user_async(handler)
+    if get_user is not None:
+        return True, get_user(handler)
+    return False, None  # Bokeh's NullAuth: no login configured
+
+
+class EventStreamHandler(RequestHandler):
+    """One SSE connection."""
+
+    endpoint: EventStreamEndpoint
+    honour_server_auth: bool
+
+    def initialize(self, endpoint: EventStreamEndpoint, honour_server_auth: bool = True) -> None:
+        self.endpoint = endpoint
+        self.honour_server_auth = honour_server_auth
+        self._pump: asyncio.Task[None] | None = None
+
+    async def prepare(self) -> None:
+        if not self.honour_server_auth:
+            return
+        configured, user = await server_login(self)
+        if configured and not user:
+            self._reject(
+                RequestRejected(
+                    401,
+                    "login_required",
+                    "this server requires a login: sign in to the dashboard first",
+                )
+            )
+
+    async def get(self) -> None:
+        query = {name: self.get_query_arguments(name) for name in self.request.query_arguments}
+        try:
+            request = self.endpoint.check(
+                query,
+                authorization=self.request.headers.get("Authorization"),
+                last_event_id_header=self.request.headers.get("Last-Event-ID"),
+            )
+        except RequestRejected as rejected:
+            self._reject(rejected)
+            return
+        for name, value in SSE_HEADERS.items():
+            self.set_header(name, value)
+        self._pump = asyncio.ensure_future(self._pump_stream(request))
+        try:
+            await asyncio.wait({self._pump})
+        finally:
+            if not self._pump.done():  # the server is shutting down
+                self._pump.cancel()
+
+    async def _pump_stream(self, request: StreamRequest) -> None:
+        chunks = self.endpoint.stream(request)
+        try:
+            async for chunk in chunks:
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            pass  # the client went away between two writes
+        finally:
+            await chunks.aclose()
+
+    def on_connection_close(self) -> None:
+        """The client went away: cancel the stream now rather than at the next heartbeat."""
+        super().on_connection_close()
+        if self._pump is not None:
+            self._pump.cancel()
+
+    def _reject(self, rejected: RequestRejected) -> None:
+        self.set_status(rejected.status)
+        for name, value in rejected.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(rejected.body()))
+
+    def _request_summary(self) -> str:
+        """The access-log line, without the ``?token=`` credential."""
+        uri = redact_token(self.request.uri or "")
+        return f"{self.request.method} {uri} ({self.request.remote_ip})"

@@ -1,0 +1,72 @@
+"""Helpers for the SSE endpoint tests: a real Tornado server on loopback, polling with a deadline.
+
+The server runs on the test's own event loop, so the test can look at the same
+:class:`~sse_core.hub.SubscriptionHub` the handlers use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+from redis.asyncio import Redis
+from tornado.httpserver import HTTPServer
+from tornado.web import Application
+
+from sse_core.hub import SubscriptionHub
+from sse_core.keys import SSEChannelKeys
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@asynccontextmanager
+async def tornado_server(routes: list[Any]) -> AsyncIterator[str]:
+    """Serve ``routes`` on a free loopback port; yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    server = HTTPServer(Application(routes))
+    server.add_sockets([sock])
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.stop()
+        await asyncio.wait_for(server.close_all_connections(), 10)
+
+
+async def wait_until(
+    check: Callable[[], bool | Awaitable[bool]], within: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` (sync or async) until it is true; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def hub_subscriptions(redis: Redis) -> int:
+    """Subscriptions the process-wide hub holds for ``redis`` (the endpoint's share of it)."""
+    return SubscriptionHub.for_client(redis).status().subscriptions
+
+
+async def channel_subscribers(redis: Redis, user_id: UUID, prefix: str = "sse") -> int:
+    """``PUBSUB NUMSUB`` of the user's channel, as the Redis server sees it."""
+    channel = SSEChannelKeys(prefix).user_channel(user_id)
+    counts = dict(await redis.pubsub_numsub(channel))
+    return int(counts.get(channel.encode(), counts.get(channel, 0)))  # type: ignore[call-overload]
