@@ -185,7 +185,11 @@ class SubscriptionHub:
     async def _open(self) -> None:
         self.state = ConnectionState.CONNECTING
         pubsub = self._redis.pubsub()
-        await pubsub.connect()  # type: ignore[no-untyped-call]
+        try:
+            await pubsub.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.state = ConnectionState.RECONNECTING
+            raise
         if pubsub.connection is not None:
             pubsub.connection.register_connect_callback(self._on_reconnect)
         self._pubsub = pubsub
