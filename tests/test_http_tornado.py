@@ -422,3 +422,18 @@ def test_access_log_line_hides_query_tokens() -> None:
         "/events?categories=ai&token=***"
     )
     assert redact_token("/events?categories=ai") == "/events?categories=ai"
+
+
+async def test_hostile_data_crosses_http_intact(redis: Redis, publisher: RedisSSEPublisher) -> None:
+    nasty = "line1\r\nline2\rline3\n\x00 ünï 😀 \u2028 data: fake\n\nid: forged\n" + "x" * 100_000
+    e = event(text=nasty, **{"key\nwith\rbreaks": "v"})
+    async with (
+        serve(redis) as (base, _),
+        httpx.AsyncClient(timeout=10) as client,
+        aconnect_sse(client, "GET", f"{base}/events", headers=auth()) as source,
+    ):
+        await live(redis)
+        await publisher.publish(e)
+        [got] = await take(source.aiter_sse(), 1)
+    assert got.id == str(e.event_id)
+    assert SSEEvent.model_validate_json(got.data) == e
