@@ -38,6 +38,19 @@ def _demo(args: argparse.Namespace, settings: SSESettings) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace, settings: SSESettings) -> int:
+    from sse_core.http.tokens import TokenSecretMissing, TokenSigner
+
+    try:
+        signer = TokenSigner.from_settings(settings)
+        token = signer.mint(args.user, args.ttl or settings.token_ttl_seconds)
+    except (TokenSecretMissing, ValueError) as exc:
+        print(f"ssewatch token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssewatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-events", type=int, default=None, help="stop after this many events")
     demo.add_argument("--seed", type=int, default=None, help="random seed for reproducible traffic")
     demo.set_defaults(handler=_demo)
+
+    token = commands.add_parser("token", help="mint a stream token for GET /events (testing)")
+    token.add_argument("--user", required=True, help="the user's UUID")
+    token.add_argument(
+        "--ttl", type=int, default=None, help="seconds valid (default: SSE_TOKEN_TTL_SECONDS)"
+    )
+    token.set_defaults(handler=_token)
     return parser
 
 
