@@ -151,3 +151,19 @@ def test_event_ids_are_the_uuid7_event_ids() -> None:
 
 async def _all(stream: AsyncIterator[str]) -> list[str]:
     return [c async for c in stream]
+
+
+async def test_a_broadcast_object_shared_by_connections_renders_correctly_everywhere() -> None:
+    shared, other = event(1), event(2)
+    sources = [Source() for _ in range(3)]
+    for source in sources:
+        for item in (shared, other, shared, None):
+            source.queue.put_nowait(item)
+    outputs = [await _all(render_stream(s.run(), OPTIONS)) for s in sources]
+    expected = [
+        "retry: 250\n\n",
+        shared.to_sse_format(),
+        other.to_sse_format(),
+        shared.to_sse_format(),
+    ]
+    assert outputs == [expected] * 3

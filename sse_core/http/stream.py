@@ -72,6 +72,29 @@ def stream_reset_frame(gap: StreamGap) -> str:
     )
 
 
+class _LastWire:
+    """The wire form of the last event formatted, by identity.
+
+    The hub decodes a message once and hands the same immutable event object to every
+    interested connection, so a broadcast to N connections is formatted once instead of N
+    times. The (event, wire) pair is swapped as one tuple, so readers never see a torn pair.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[SSEEvent, str] | None = None
+
+    def format(self, event: SSEEvent) -> str:
+        last = self._last
+        if last is not None and last[0] is event:
+            return last[1]
+        wire = event.to_sse_format()
+        self._last = (event, wire)
+        return wire
+
+
+_wire = _LastWire()
+
+
 class _Exhausted:
     """Marks the end of the source (a future cannot carry ``StopAsyncIteration``)."""
 
@@ -133,7 +156,7 @@ async def render_stream(
                 yield stream_reset_frame(item)
             else:
                 sent += 1
-                yield item.to_sse_format()
+                yield _wire.format(item)
     finally:
         if pending is not None:
             pending.cancel()
