@@ -38,6 +38,13 @@ def _demo(args: argparse.Namespace, settings: SSESettings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, settings: SSESettings) -> int:
+    from dashboard.server import serve  # imports Panel: only when serving
+
+    serve(args.redis_url, port=args.port, address=args.address, show=args.show, settings=settings)
+    return 0
+
+
 def _token(args: argparse.Namespace, settings: SSESettings) -> int:
     from sse_core.http.tokens import TokenSecretMissing, TokenSigner
 
@@ -64,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-events", type=int, default=None, help="stop after this many events")
     demo.add_argument("--seed", type=int, default=None, help="random seed for reproducible traffic")
     demo.set_defaults(handler=_demo)
+
+    serve = commands.add_parser("serve", help="run the live dashboard (Panel server) at /")
+    serve.add_argument(
+        "--redis-url",
+        help="Redis URL (default: SSE_REDIS_URL; unset: embedded fakeredis with demo traffic)",
+    )
+    serve.add_argument("--port", type=int, default=5006, help="port to listen on (default 5006)")
+    serve.add_argument("--address", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--show", action="store_true", help="open the dashboard in a browser")
+    serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("token", help="mint a stream token for GET /events (testing)")
     token.add_argument("--user", required=True, help="the user's UUID")

@@ -1,0 +1,419 @@
+# mypy: disable-error-code="no-untyped-call"
+# (Panel's and Bokeh's constructors are untyped; strict mypy would flag every widget.)
+"""The dashboard: one live view of one user's event stream, for a browser session or a notebook.
+
+Lifecycle (rules learned from Panel):
+
+* one consumer task per view: it iterates ``RedisSSESubscriber.stream(...)`` and only calls
+  :meth:`LiveState.add`; switching user or categories cancels it and starts a fresh one;
+* one periodic callback (:data:`FLUSH_MS`) drains the state into ONE batched document update
+  under ``pn.io.hold()``; raw Bokeh models are changed only there;
+* in a server session both start from ``pn.state.onload`` and stop in
+  ``pn.state.on_session_destroyed``; a notebook has no session end, so call :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import panel as pn
+import param
+from panel.viewable import Viewer
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from dashboard.backend import Backend
+from dashboard.controls import UserPicker, format_category_query, parse_category_query
+from dashboard.palette import CATEGORIES
+from dashboard.replay_panel import ReplayPanel
+from dashboard.state import LiveState
+from dashboard.views import LiveViews
+from sse_core.ids import parse_user_id
+from sse_core.settings import SSESettings
+from sse_core.subscriber import RedisSSESubscriber
+
+log = logging.getLogger(__name__)
+
+FLUSH_MS = 200
+USER_REFRESH_MS = 10_000
+FEED_ROWS = 50
+WINDOWS: dict[str, int] = {"1 minute": 60, "5 minutes": 300, "15 minutes": 900}
+DEFAULT_WINDOW = 60
+HISTORY_SECONDS = max(WINDOWS.values())
+
+
+def _in_server_session() -> bool:
+    doc = pn.state.curdoc
+    return doc is not None and doc.session_context is not None
+
+
+class Dashboard(Viewer):
+    """Live counts, rates, feed and replay for one user; ``Dashboard()`` alone shows the demo.
+
+    ``redis_url=None`` (and no ``SSE_REDIS_URL``) uses the embedded in-process fakeredis and
+    starts demo traffic, so a notebook cell shows a living dashboard with no server at all.
+    Pass ``redis_client=`` to share a notebook's own client instead (no demo traffic then).
+    """
+
+    user = param.String(default="", doc="Selected user id; synced with ?user= in a server.")
+    categories = param.String(
+        default="", doc="Comma-separated category filter, '' for all; synced with ?categories=."
+    )
+    paused = param.Boolean(default=False, doc="Freeze the view; counting goes on meanwhile.")
+    window = param.Integer(default=DEFAULT_WINDOW, doc="Seconds of rate history shown.")
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        user_id: UUID | str | None = None,
+        *,
+        redis_client: Redis | None = None,
+        categories: Sequence[str] | None = None,
+        settings: SSESettings | None = None,
+        demo: bool | None = None,
+        backend: Backend | None = None,
+        **params: Any,
+    ) -> None:
+        if user_id is not None:
+            params["user"] = str(user_id)
+        if categories is not None:
+            params["categories"] = ",".join(categories)
+        super().__init__(**params)
+        self._owns_backend = backend is None
+        self.backend = backend or Backend.create(
+            redis_url, redis_client=redis_client, settings=settings, demo=demo
+        )
+        self._probe = self.backend.subscriber()  # status, user discovery, replay
+        self._subscriber: RedisSSESubscriber | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._state = self._new_state()
+        self._shown: LiveState | None = None
+        self._callbacks: list[pn.io.PeriodicCallback] = []
+        self._started = False
+        self._discovery: asyncio.Task[None] | None = None
+        self._failure: str | None = None
+        self.updates = 0  # document updates applied: the "UI updates per second" figure
+
+        self.views = LiveViews(
+            history_points=self._state.history_points,
+            window_seconds=self.window,
+            feed_rows=FEED_ROWS,
+        )
+        self.users = UserPicker(value=self.user)
+        self.users.set_users(
+            list(self.backend.user_names) if self.backend.demo else [], self.backend.user_names
+        )
+        self.category_filter = pn.widgets.MultiChoice(
+            name="Categories",
+            options=[c.value for c in CATEGORIES],
+            placeholder="All categories",
+            sizing_mode="stretch_width",
+        )
+        self.window_select = pn.widgets.Select(
+            name="Time window", options=WINDOWS, value=self.window, sizing_mode="stretch_width"
+        )
+        self.pause = pn.widgets.Toggle(
+            name="Pause", icon="player-pause", button_type="default", sizing_mode="stretch_width"
+        )
+        self.notice = pn.pane.Alert(
+            "", alert_type="warning", visible=False, sizing_mode="stretch_width", name="notice"
+        )
+        self.category_alert = pn.pane.Alert(
+            "", alert_type="danger", visible=False, sizing_mode="stretch_width"
+        )
+        self.replay = ReplayPanel(self._probe, user_id=self._user_id_or_empty())
+        self._link_widgets()
+        self._apply_categories_to_widget()
+
+        if _in_server_session():
+            if pn.state.location is not None:
+                pn.state.location.sync(
+                    self,
+                    {"user": "user", "categories": "categories"},
+                    on_error=self._on_bad_query,
+                )
+            self._pick_default_user()
+            pn.state.onload(self.start)
+            pn.state.on_session_destroyed(lambda _context: self.stop())
+        else:
+            self._pick_default_user()
+            with contextlib.suppress(RuntimeError):  # no running loop: call start() later
+                asyncio.get_running_loop()
+                self.start()
+
+    # -- composition ---------------------------------------------------------------------------
+
+    def sidebar(self) -> list[Any]:
+        return [
+            pn.pane.Markdown("### Connection", margin=(0, 10)),
+            self.views.status,
+            pn.pane.Markdown("### View", margin=(10, 10, 0, 10)),
+            self.users,
+            self.category_filter,
+            self.category_alert,
+            self.window_select,
+            self.pause,
+        ]
+
+    def main(self) -> list[Any]:
+        return [
+            pn.Column(self.notice, self.views.stats, sizing_mode="stretch_width"),
+            pn.Row(
+                pn.Column(
+                    pn.pane.Bokeh(self.views.counts_chart.figure, sizing_mode="stretch_width"),
+                    self.views.category_counts,
+                    sizing_mode="stretch_width",
+                ),
+                pn.pane.Bokeh(self.views.rates_chart.figure, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            pn.Column(
+                pn.pane.Markdown("#### Live feed · newest first · click a row to replay after it"),
+                self.views.feed.table,
+                sizing_mode="stretch_width",
+            ),
+            pn.Column(
+                pn.pane.Markdown("#### Replay · what a client resuming after an id receives"),
+                self.replay,
+                sizing_mode="stretch_width",
+            ),
+        ]
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        """Inline form (notebooks): sidebar on the left, main area on the right."""
+        return pn.Row(
+            pn.Column(*self.sidebar(), width=320),
+            pn.Column(*self.main(), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+    def template(self, title: str = "ssewatch") -> pn.template.FastListTemplate:
+        """The full-page form the server shows (Grafana-like dark layout)."""
+        return pn.template.FastListTemplate(
+            title=title,
+            sidebar=self.sidebar(),
+            main=self.main(),
+            theme=pn.config.theme,  # FastListTemplate ignores the config unless told
+            theme_toggle=True,
+            accent="#F46800",
+            sidebar_width=340,
+            main_layout=None,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin consuming and flushing (idempotent); needs the event loop to be running."""
+        if self._started:
+            return
+        self._started = True
+        if self._owns_backend:
+            self.backend.start_demo()
+        if _in_server_session() and pn.state.location is not None:
+            # The browser reports its own URL when it connects; write the selection back now,
+            # so a default choice (or a corrected one) becomes a shareable link.
+            query = {"user": self.user, "categories": self.categories}
+            pn.state.location.update_query(**query)  # type: ignore[arg-type]  # Panel: **kwargs
+        self._callbacks = [
+            pn.state.add_periodic_callback(self._flush, period=FLUSH_MS),
+            # Panel awaits coroutine callbacks; its annotation only lists plain ones.
+            pn.state.add_periodic_callback(
+                self._refresh_users,  # type: ignore[arg-type]
+                period=USER_REFRESH_MS,
+            ),
+        ]
+        self._discovery = asyncio.get_running_loop().create_task(self._refresh_users())
+        self._resubscribe()
+
+    def stop(self) -> None:
+        """Stop the consumer, the callbacks and (if this view owns it) the demo and client."""
+        self._started = False
+        for callback in self._callbacks:
+            callback.stop()
+        self._callbacks = []
+        self._cancel_consumer()
+        if self._owns_backend:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self.backend.aclose())
+
+    @property
+    def running(self) -> bool:
+        return self._consumer is not None and not self._consumer.done()
+
+    @property
+    def state(self) -> LiveState:
+        return self._state
+
+    # -- selection ------------------------------------------------------------------------------
+
+    def _link_widgets(self) -> None:
+        self.users.param.watch(lambda e: setattr(self, "user", e.new), "value")
+        self.category_filter.param.watch(self._on_category_widget, "value")
+        self.window_select.param.watch(lambda e: setattr(self, "window", e.new), "value")
+        self.pause.param.watch(lambda e: setattr(self, "paused", e.new), "value")
+        self.views.feed.table.on_click(self._on_feed_click)
+
+    def _on_category_widget(self, event: param.parameterized.Event) -> None:
+        self.categories = format_category_query(event.new)
+
+    def _apply_categories_to_widget(self) -> None:
+        names, error = parse_category_query(self.categories)
+        self.category_alert.param.update(object=error or "", visible=error is not None)
+        if list(self.category_filter.value) != names:
+            self.category_filter.value = names
+
+    @param.depends("user", watch=True)
+    def _on_user(self) -> None:
+        if self.users.value != self.user:
+            self.users.value = self.user
+        self.replay.user_id = self._user_id_or_empty()
+        self._resubscribe()
+
+    @param.depends("categories", watch=True)
+    def _on_categories(self) -> None:
+        self._apply_categories_to_widget()
+        self._resubscribe()
+
+    @param.depends("window", watch=True)
+    def _on_window(self) -> None:
+        self.window_select.value = self.window
+        self.views.set_window(self.window)
+
+    @param.depends("paused", watch=True)
+    def _on_paused(self) -> None:
+        self.pause.param.update(
+            value=self.paused,
+            name="Resume" if self.paused else "Pause",
+            icon="player-play" if self.paused else "player-pause",
+            button_type="warning" if self.paused else "default",
+        )
+        if not self.paused:
+            self._shown = None  # redraw everything counted while paused
+
+    def _on_bad_query(self, values: dict[str, Any]) -> None:
+        self.users.show_error(f"Ignored invalid URL query values: {values}")
+
+    def _on_feed_click(self, event: Any) -> None:
+        event_id = self.views.feed.event_id_at(event.row)
+        if event_id:
+            self.replay.use_event(event_id)
+
+    def _pick_default_user(self) -> None:
+        """Open on the first known user (the demo's busiest) when none was asked for."""
+        if not self.user and self.users.users:
+            self.user = str(self.users.users[0])
+
+    def _user_id_or_empty(self) -> str:
+        try:
+            return str(parse_user_id(self.user)) if self.user else ""
+        except ValueError:
+            return ""
+
+    # -- the consumer -------------------------------------------------------------------------
+
+    def _new_state(self) -> LiveState:
+        return LiveState(feed_size=FEED_ROWS, history_seconds=HISTORY_SECONDS)
+
+    def _cancel_consumer(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()  # stream()'s finally detaches from the shared hub
+            self._consumer = None
+
+    def _resubscribe(self) -> None:
+        """Cancel the current subscription and start one for the current selection."""
+        if not self._started:
+            return
+        self._cancel_consumer()
+        self._state = self._new_state()
+        self._subscriber = None
+        self._failure = None
+        if not self.user:
+            return
+        try:
+            user_id = parse_user_id(self.user)
+        except ValueError as exc:
+            self.users.show_error(str(exc))
+            return
+        self.users.clear_error()
+        names, _ = parse_category_query(self.categories)
+        subscriber = self.backend.subscriber()
+        self._subscriber = subscriber
+        self._consumer = asyncio.get_running_loop().create_task(
+            self._consume(subscriber, self._state, user_id, names or None),
+            name=f"ssewatch-dashboard-{user_id}",
+        )
+
+    async def _consume(
+        self,
+        subscriber: RedisSSESubscriber,
+        state: LiveState,
+        user_id: UUID,
+        categories: list[str] | None,
+    ) -> None:
+        add = state.add
+        try:
+            item: Any
+            async for item in subscriber.stream(user_id, categories):
+                add(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("dashboard stream for %s stopped", user_id)
+            self._failure = f"The live stream stopped: {exc}. Pick the user again to retry."
+
+    # -- the periodic flush -----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Drain the state and apply ONE batched update; the only place Bokeh models change."""
+        state = self._state
+        frame = state.drain()
+        subscriber = self._subscriber
+        status = self._probe.connection_status()
+        full = state is not self._shown
+        with pn.io.hold():
+            self.views.show_status(self.backend.label, status)
+            self._show_notice(status.state.value)
+            self.views.apply(
+                frame,
+                state,
+                subscriber.stats if subscriber else None,
+                full=full,
+                paused=self.paused,
+                now_ms=time.time() * 1000.0,
+            )
+            if not self.paused:
+                self._shown = state
+                self.replay.offer_newest(frame.newest_event_id)
+        self.updates += 1
+
+    def _show_notice(self, connection: str) -> None:
+        if self._failure:
+            text = self._failure
+        elif connection in ("reconnecting", "connecting"):
+            text = (
+                f"Redis ({self.backend.label}) is unreachable; reconnecting. The view resumes "
+                "by itself and replays what it missed from retention."
+            )
+        elif not self.user:
+            text = "Pick a user in the sidebar (or open a link with ?user=<uuid>)."
+        else:
+            text = ""
+        if text != self.notice.object or bool(text) != self.notice.visible:
+            self.notice.param.update(object=text, visible=bool(text))
+
+    async def _refresh_users(self) -> None:
+        try:
+            found = await self._probe.retention.users()
+        except (RedisError, OSError) as exc:
+            log.info("user discovery failed: %s", exc)
+            return
+        names = self.backend.user_names
+        known = [u for u in names if self.backend.demo or u in found]
+        self.users.set_users([*known, *found], names)
+        self._pick_default_user()

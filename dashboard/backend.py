@@ -1,0 +1,123 @@
+"""What one dashboard process shares: the Redis client, the settings, and demo traffic.
+
+Every browser session (or notebook view) builds its own cheap ``RedisSSESubscriber`` on the one
+client here, so the process holds one connection pool and, through sse_core's hub, one pub/sub
+connection however many sessions are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+from sse_core.connection import connect, redact_url
+from sse_core.demo import DEMO_USERS, DemoTraffic
+from sse_core.keys import SSEChannelKeys
+from sse_core.publisher import RedisSSEPublisher
+from sse_core.settings import SSESettings
+from sse_core.subscriber import RedisSSESubscriber
+
+log = logging.getLogger(__name__)
+
+DEMO_RATE = 25.0  # events/s on average: lively, still readable in the feed
+DEMO_NAMES: dict[UUID, str] = {uuid: name for name, uuid in DEMO_USERS.items()}
+
+
+def describe_client(client: Redis) -> str:
+    """A display label for a client someone else created (no credentials)."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "host" not in kwargs:
+        return f"{type(client).__name__} (in-process)"
+    return redact_url(f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}")
+
+
+@dataclass
+class Backend:
+    client: Redis
+    label: str
+    settings: SSESettings = field(default_factory=SSESettings)
+    demo: bool = False
+    owns_client: bool = False
+    demo_seed: int | None = None
+    _demo_task: asyncio.Task[int] | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        redis_url: str | None = None,
+        *,
+        redis_client: Redis | None = None,
+        settings: SSESettings | None = None,
+        demo: bool | None = None,
+    ) -> Backend:
+        """Connect as configured; with no URL anywhere, embedded fakeredis with demo traffic.
+
+        ``demo`` defaults to "on" exactly when the embedded Redis is used: an empty dashboard
+        would teach a new user nothing, while a real Redis has real producers.
+        """
+        settings = settings or SSESettings()
+        if redis_client is not None:
+            return cls(redis_client, describe_client(redis_client), settings, bool(demo))
+        url = redis_url if redis_url is not None else settings.redis_url
+        demo = url is None if demo is None else demo
+        return cls(connect(url), redact_url(url), settings, demo, owns_client=True)
+
+    @property
+    def keys(self) -> SSEChannelKeys:
+        return SSEChannelKeys(self.settings.key_prefix)
+
+    @property
+    def user_names(self) -> dict[UUID, str]:
+        """Display names for users we know (the demo's)."""
+        return dict(DEMO_NAMES)
+
+    def subscriber(self) -> RedisSSESubscriber:
+        return RedisSSESubscriber(
+            self.client,
+            enable_retention=self.settings.enable_retention,
+            keys=self.keys,
+            queue_size=self.settings.subscriber_queue_size,
+        )
+
+    def publisher(self) -> RedisSSEPublisher:
+        return RedisSSEPublisher(
+            self.client,
+            enable_retention=self.settings.enable_retention,
+            retention_max_len=self.settings.retention_max_len,
+            retention_ttl_seconds=self.settings.retention_ttl_seconds,
+            keys=self.keys,
+        )
+
+    def start_demo(self) -> None:
+        """Start demo traffic on the running loop (idempotent; no-op unless ``demo``)."""
+        if not self.demo or self._demo_task is not None:
+            return
+        traffic = DemoTraffic(self.publisher(), rate=DEMO_RATE, seed=self.demo_seed)
+        self._demo_task = asyncio.get_running_loop().create_task(
+            traffic.run(), name="ssewatch-demo-traffic"
+        )
+        self._demo_task.add_done_callback(_log_failure)
+        log.info("demo traffic started (%.0f events/s on average)", DEMO_RATE)
+
+    @property
+    def demo_running(self) -> bool:
+        return self._demo_task is not None and not self._demo_task.done()
+
+    async def aclose(self) -> None:
+        task, self._demo_task = self._demo_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.owns_client:
+            await self.client.aclose()
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("demo traffic stopped", exc_info=task.exception())

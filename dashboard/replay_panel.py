@@ -1,0 +1,217 @@
+# mypy: disable-error-code="no-untyped-call"
+# (Panel's and Bokeh's constructors are untyped; strict mypy would flag every widget.)
+"""The replay panel: load what a client resuming after a ``Last-Event-ID`` would receive.
+
+Loading is an async callback (the live view keeps updating meanwhile); the result is shown in
+the one table form of events (:func:`sse_core.frames.events_to_frame`) and can be saved as CSV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import logging
+from typing import Any, Protocol
+from uuid import UUID
+
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models.widgets.tables import DateFormatter
+from panel.viewable import Viewer
+from redis.exceptions import RedisError
+
+from dashboard.palette import category_color
+from sse_core.categories import VALID_CATEGORIES
+from sse_core.frames import events_to_frame
+from sse_core.ids import parse_event_id
+from sse_core.replay import Replay
+
+log = logging.getLogger(__name__)
+
+SUMMARY_CSS = """
+.summary { font-size: 13px; line-height: 1.6; }
+.ok { color: #73BF69; font-weight: 600; }
+.partial { color: #FF9830; font-weight: 600; }
+code { font-size: 12px; }
+"""
+
+
+class ReplaySource(Protocol):
+    """What the panel needs from a subscriber (``RedisSSESubscriber`` provides it)."""
+
+    async def replay(
+        self,
+        user_id: UUID | str,
+        last_event_id: UUID | str,
+        categories: list[str] | None = None,
+    ) -> Replay: ...
+
+
+def _category_style(value: object) -> str:
+    return f"color: {category_color(str(value))}; font-weight: 600"
+
+
+def render_summary(frame: pd.DataFrame, complete: bool, last_event_id: str) -> str:
+    rows = len(frame)
+    noun = "event" if rows == 1 else "events"
+    if complete:
+        verdict = '<span class="ok">&#10003; complete</span>: nothing missed is lost'
+    else:
+        verdict = (
+            '<span class="partial">&#9888; incomplete</span>: the id is older than what '
+            "retention keeps (or the stream was reset), so events may be missing before these"
+        )
+    return (
+        f'<div class="summary" data-rows="{rows}" data-complete="{str(complete).lower()}">'
+        f"<b>{rows:,}</b> {noun} after <code>{html.escape(last_event_id)}</code> &middot; "
+        f"{verdict}</div>"
+    )
+
+
+class ReplayPanel(Viewer):
+    """Last-Event-ID field, category filter, load button, result table and CSV download."""
+
+    user_id = param.String(default="", doc="Whose retained events to replay.")
+
+    def __init__(self, source: ReplaySource, **params: Any) -> None:
+        super().__init__(**params)
+        self._source = source
+        self._autofill = ""
+        self._autofilling = False
+        self.last_id = pn.widgets.TextInput(
+            name="Last-Event-ID",
+            placeholder="an event id (UUIDv7); click a feed row to use its id",
+            sizing_mode="stretch_width",
+        )
+        self.follow = pn.widgets.Checkbox(name="follow the newest event id", value=True)
+        self.categories = pn.widgets.MultiChoice(
+            name="Categories",
+            options=list(VALID_CATEGORIES),
+            placeholder="All categories",
+            sizing_mode="stretch_width",
+        )
+        self.load = pn.widgets.Button(
+            name="Load missed events", button_type="primary", icon="history", width=190
+        )
+        self.progress = pn.indicators.Progress(
+            active=True, visible=False, height=6, sizing_mode="stretch_width"
+        )
+        self.alert = pn.pane.Alert(
+            "", alert_type="danger", visible=False, sizing_mode="stretch_width", name="replay-error"
+        )
+        self.summary = pn.pane.HTML(
+            '<div class="summary">Enter a Last-Event-ID and load what a client resuming after '
+            "it would receive.</div>",
+            stylesheets=[SUMMARY_CSS],
+            sizing_mode="stretch_width",
+            name="replay-summary",
+        )
+        self.table = pn.widgets.Tabulator(
+            events_to_frame([]),
+            pagination="remote",
+            page_size=10,
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            layout="fit_data_fill",
+            formatters={"occurred_at": DateFormatter(format="%Y-%m-%d %H:%M:%S.%3N")},
+            name="replay-table",
+        )
+        if self.table.style is not None:
+            self.table.style.map(_category_style, subset=["category"])
+        self.download = pn.widgets.FileDownload(
+            callback=self._csv,
+            filename="replay.csv",
+            label="Download CSV",
+            disabled=True,
+            button_type="default",
+            icon="download",
+            width=160,
+        )
+        self.load.on_click(self._load)
+        self.last_id.param.watch(self._on_edit, "value")
+        self.follow.param.watch(self._on_follow, "value")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            pn.Row(self.last_id, self.categories, sizing_mode="stretch_width", align="end"),
+            pn.Row(self.follow, pn.layout.HSpacer(), self.load, self.download, align="center"),
+            self.progress,
+            self.alert,
+            self.summary,
+            self.table,
+            sizing_mode="stretch_width",
+        )
+
+    # -- the Last-Event-ID field --------------------------------------------------------------
+
+    def offer_newest(self, event_id: str | None) -> None:
+        """Prefill the field with the newest id seen, unless the user chose or is typing one."""
+        if not event_id or not self.follow.value or event_id == self.last_id.value:
+            return
+        typing = self.last_id.value_input not in (None, "", self.last_id.value, self._autofill)
+        if typing:
+            return
+        self._autofill = event_id
+        self._autofilling = True
+        try:
+            self.last_id.value = event_id
+        finally:
+            self._autofilling = False
+
+    def use_event(self, event_id: str) -> None:
+        """A feed row was clicked: replay from that event on (and stop following)."""
+        self.follow.value = False
+        self.last_id.value = event_id
+
+    def _on_edit(self, event: param.parameterized.Event) -> None:
+        if not self._autofilling and event.new != self._autofill:
+            self.follow.value = False
+
+    def _on_follow(self, event: param.parameterized.Event) -> None:
+        if event.new:
+            self._autofill = ""
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def show_error(self, message: str) -> None:
+        self.alert.object = message
+        self.alert.visible = True
+
+    async def _load(self, _event: object = None) -> None:
+        self.alert.visible = False
+        text = (self.last_id.value_input or self.last_id.value or "").strip()
+        if not self.user_id:
+            self.show_error("Pick a user first: replay reads that user's retained events.")
+            return
+        if not text:
+            self.show_error("Enter a Last-Event-ID (or click a row in the live feed).")
+            return
+        try:
+            last_event_id = parse_event_id(text)
+        except ValueError as exc:
+            self.show_error(str(exc))
+            return
+        categories = list(self.categories.value) or None
+        self.load.loading = True
+        self.progress.visible = True
+        try:
+            replay = await self._source.replay(self.user_id, last_event_id, categories)
+            frame = await asyncio.to_thread(events_to_frame, replay.events)
+        except (RedisError, OSError) as exc:
+            log.warning("replay failed: %s", exc)
+            self.show_error(f"Redis is unreachable ({exc}); try again once it is back.")
+            return
+        finally:
+            self.load.loading = False
+            self.progress.visible = False
+        with pn.io.hold():
+            self.table.value = frame
+            self.summary.object = render_summary(frame, replay.complete, str(last_event_id))
+            self.download.filename = f"replay_{self.user_id[:8]}_after_{last_event_id}.csv"
+            self.download.disabled = False
+
+    def _csv(self) -> io.StringIO:
+        return io.StringIO(self.table.value.to_csv(index=False))

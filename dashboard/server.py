@@ -1,0 +1,122 @@
+# mypy: disable-error-code="no-untyped-call"
+# (Panel's and Bokeh's constructors are untyped; strict mypy would flag every widget.)
+"""The server entry point: ``ssewatch serve`` runs the dashboard at ``/`` with Panel.
+
+One :class:`~dashboard.backend.Backend` (Redis client, demo traffic) per process, shared by
+every browser session. Sessions whose tab closed are destroyed within ~``UNUSED_SESSION_MS +
+CHECK_UNUSED_MS`` (Bokeh's defaults are 15 s + 17 s), which stops their subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import panel as pn
+
+from dashboard.app import Dashboard
+from dashboard.backend import Backend
+from sse_core.settings import SSESettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5006
+DEFAULT_ADDRESS = "127.0.0.1"
+UNUSED_SESSION_MS = 2_000  # how long a session with no open connection is kept
+CHECK_UNUSED_MS = 1_000  # how often Bokeh looks for such sessions
+DEFAULT_THEME = "dark"
+
+# A Tornado route as Bokeh's ``extra_patterns`` takes it: (pattern, handler class[, kwargs]).
+Route = tuple[Any, ...]
+# Extra routes, or a factory building them from the shared backend (so an SSE endpoint such
+# as ``GET /events`` reads from the same Redis client as the dashboard sessions).
+ExtraRoutes = Sequence[Route] | Callable[[Backend], Sequence[Route]]
+
+
+def build_app(backend: Backend) -> Callable[[], pn.template.FastListTemplate]:
+    """The per-session factory Panel calls for every new browser session."""
+
+    def create_session() -> pn.template.FastListTemplate:
+        # Dark by default like Grafana; the header's theme toggle reloads with ?theme=default.
+        asked = pn.state.session_args.get("theme", [b""])[0].decode()
+        # (config.theme is typed read-only, but Panel's config stores it per session.)
+        pn.config.theme = asked if asked in ("default", "dark") else DEFAULT_THEME  # type: ignore[misc]
+        return Dashboard(backend=backend).template()
+
+    return create_session
+
+
+def build_server(
+    redis_url: str | None = None,
+    *,
+    port: int = DEFAULT_PORT,
+    address: str = DEFAULT_ADDRESS,
+    show: bool = False,
+    extra_routes: ExtraRoutes | None = None,
+    settings: SSESettings | None = None,
+    demo: bool | None = None,
+    verbose: bool = True,
+) -> tuple[Any, Backend]:
+    """A started-but-not-running Panel server and its backend (for embedding and tests).
+
+    ``extra_routes`` mounts more Tornado handlers in the same server, e.g. the SSE HTTP
+    endpoint from ``sse_core.http``.
+    """
+    backend = Backend.create(redis_url, settings=settings, demo=demo)
+    routes = list(extra_routes(backend) if callable(extra_routes) else extra_routes or [])
+    pn.extension("tabulator")
+    server = pn.serve(
+        {"/": build_app(backend)},
+        port=port,
+        address=address,
+        websocket_origin=[h if h == "*" else f"{h}:{port}" for h in _origin_hosts(address)],
+        show=show,
+        start=False,
+        title="ssewatch",
+        verbose=verbose,
+        extra_patterns=routes,
+        unused_session_lifetime=UNUSED_SESSION_MS,
+        check_unused_sessions=CHECK_UNUSED_MS,
+    )
+    server.io_loop.add_callback(backend.start_demo)
+    return server, backend
+
+
+def serve(
+    redis_url: str | None = None,
+    *,
+    port: int = DEFAULT_PORT,
+    address: str = DEFAULT_ADDRESS,
+    show: bool = False,
+    extra_routes: ExtraRoutes | None = None,
+    settings: SSESettings | None = None,
+    demo: bool | None = None,
+) -> None:
+    """Run the dashboard server until interrupted."""
+    server, backend = build_server(
+        redis_url,
+        port=port,
+        address=address,
+        show=show,
+        extra_routes=extra_routes,
+        settings=settings,
+        demo=demo,
+    )
+    log.info("serving ssewatch on http://%s:%s/ (Redis: %s)", address, port, backend.label)
+    server.start()
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.io_loop.run_sync(backend.aclose)
+        server.stop()
+
+
+def _origin_hosts(address: str) -> list[str]:
+    if address in ("127.0.0.1", "localhost"):
+        return ["127.0.0.1", "localhost"]
+    if address in ("0.0.0.0", "::", ""):
+        return ["*"]  # any interface: the browser may use any of the host's names
+    return [address]
