@@ -114,6 +114,7 @@ class Dashboard(Viewer):
             options=[c.value for c in CATEGORIES],
             placeholder="All categories",
             sizing_mode="stretch_width",
+            css_classes=["category-filter"],
         )
         self.window_select = pn.widgets.Select(
             name="Time window", options=WINDOWS, value=self.window, sizing_mode="stretch_width"
@@ -122,10 +123,18 @@ class Dashboard(Viewer):
             name="Pause", icon="player-pause", button_type="default", sizing_mode="stretch_width"
         )
         self.notice = pn.pane.Alert(
-            "", alert_type="warning", visible=False, sizing_mode="stretch_width", name="notice"
+            "",
+            alert_type="warning",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["notice"],
         )
         self.category_alert = pn.pane.Alert(
-            "", alert_type="danger", visible=False, sizing_mode="stretch_width"
+            "",
+            alert_type="danger",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["category-error"],
         )
         self.replay = ReplayPanel(self._probe, user_id=self._user_id_or_empty())
         self._link_widgets()

@@ -63,15 +63,23 @@ class UserPicker(Viewer):
         self._users: list[UUID] = []
         self._refreshing = False
         self.select = pn.widgets.Select(
-            name="User (with retained events)", options={}, sizing_mode="stretch_width"
+            name="User (with retained events)",
+            options={},
+            sizing_mode="stretch_width",
+            css_classes=["user-select"],
         )
         self.entry = pn.widgets.TextInput(
             name="…or any user id",
             placeholder=f"UUID, e.g. {UUID_EXAMPLE}",
             sizing_mode="stretch_width",
+            css_classes=["user-entry"],
         )
         self.alert = pn.pane.Alert(
-            "", alert_type="danger", visible=False, sizing_mode="stretch_width", name="user-error"
+            "",
+            alert_type="danger",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["user-error"],
         )
         self.select.param.watch(self._on_select, "value")
         self.entry.param.watch(self._on_entry, "value")

@@ -84,6 +84,7 @@ class ReplayPanel(Viewer):
             name="Last-Event-ID",
             placeholder="an event id (UUIDv7); click a feed row to use its id",
             sizing_mode="stretch_width",
+            css_classes=["replay-last-id"],
         )
         self.follow = pn.widgets.Checkbox(name="follow the newest event id", value=True)
         self.categories = pn.widgets.MultiChoice(
@@ -99,14 +100,18 @@ class ReplayPanel(Viewer):
             active=True, visible=False, height=6, sizing_mode="stretch_width"
         )
         self.alert = pn.pane.Alert(
-            "", alert_type="danger", visible=False, sizing_mode="stretch_width", name="replay-error"
+            "",
+            alert_type="danger",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["replay-error"],
         )
         self.summary = pn.pane.HTML(
             '<div class="summary">Enter a Last-Event-ID and load what a client resuming after '
             "it would receive.</div>",
             stylesheets=[SUMMARY_CSS],
             sizing_mode="stretch_width",
-            name="replay-summary",
+            css_classes=["replay-summary"],
         )
         self.table = pn.widgets.Tabulator(
             events_to_frame([]),
@@ -117,7 +122,7 @@ class ReplayPanel(Viewer):
             sizing_mode="stretch_width",
             layout="fit_data_fill",
             formatters={"occurred_at": DateFormatter(format="%Y-%m-%d %H:%M:%S.%3N")},
-            name="replay-table",
+            css_classes=["replay-table"],
         )
         if self.table.style is not None:
             self.table.style.map(_category_style, subset=["category"])

@@ -76,8 +76,8 @@ def build_server(
         title="ssewatch",
         verbose=verbose,
         extra_patterns=routes,
-        unused_session_lifetime=UNUSED_SESSION_MS,
-        check_unused_sessions=CHECK_UNUSED_MS,
+        unused_session_lifetime_milliseconds=UNUSED_SESSION_MS,
+        check_unused_sessions_milliseconds=CHECK_UNUSED_MS,
     )
     server.io_loop.add_callback(backend.start_demo)
     return server, backend

@@ -297,7 +297,7 @@ class FeedTable:
             layout="fit_columns",
             height=height,
             sizing_mode="stretch_width",
-            name="live-feed",
+            css_classes=["live-feed"],
         )
 
     def _frame(self, rows: Iterable[FeedRow]) -> pd.DataFrame:
