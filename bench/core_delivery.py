@@ -1,0 +1,265 @@
+"""Delivery rate: one ``RedisSSESubscriber.subscribe`` consumer vs a bare redis-py pub/sub loop.
+
+Both consumers read the same ~300-byte event payloads from the same channel; the bare loop only
+``json.loads`` each message, ours parses each into an ``SSEEvent`` and passes it through the
+shared hub, the bounded mailbox and the subscriber's generator. A separate process publishes
+(pipelined PUBLISH of pre-encoded payloads), so the publisher is never the bottleneck:
+
+* backlog: the consumer is subscribed, its event loop is held while the publisher puts all
+  messages in the server's output buffer, then the time to drain them is measured. The publish
+  side has finished before consuming starts, so it outpaces the consumer by construction.
+* live: the publisher bursts while the consumer reads; the script checks and prints that the
+  publisher finished first (it outpaced the consumer).
+
+Rates are medians over repeats (variants interleaved); the requirement is sse/bare >= 0.60.
+
+    python3 bench/core_delivery.py [--messages 50000] [--repeats 5] [--budget 120] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import pstats
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from _harness import (
+    BENCH_USER,
+    Budget,
+    PublisherProcess,
+    bench_server,
+    client,
+    header,
+    median,
+    parser_in_use,
+    sample_event,
+    spread,
+    verdict,
+)
+from redis.asyncio import Redis
+
+from sse_core.codec import encode_payload
+from sse_core.keys import SSEChannelKeys
+from sse_core.subscriber import RedisSSESubscriber, SubscriberLagged
+
+CHANNEL = SSEChannelKeys().user_channel(BENCH_USER)
+REQUIRED_RATIO = 0.60
+WARMUP_INTERVAL = 0.1
+WARMUP_ATTEMPTS = 50
+RUN_TIMEOUT = 60.0  # seconds, one consumer run
+
+
+@dataclass
+class Outcome:
+    rate: float  # messages/s from the first to the last message
+    consumer_seconds: float
+    publisher_seconds: float
+    dropped: int = 0
+    lagged: bool = False
+
+
+@dataclass
+class Variant:
+    name: str
+    consumer: str  # "bare" | "sse"
+    parser: str  # "hiredis" | "python"
+    rates: list[float] = field(default_factory=list)
+    outpaced: list[bool] = field(default_factory=list)
+    dropped: int = 0
+    lagged: int = 0
+
+
+class Trigger:
+    """Starts the burst: held (blocking the loop until published) or live (returns at once)."""
+
+    def __init__(self, publisher: PublisherProcess, count: int, method: str) -> None:
+        self.publisher, self.count, self.method = publisher, count, method
+        self.backlog_seconds = 0.0
+
+    def fire(self) -> None:
+        if self.method == "backlog":
+            # Deliberately blocks the event loop: nothing is read until everything is published.
+            self.backlog_seconds = self.publisher.burst(self.count)
+        else:
+            self.publisher.start_burst(self.count)
+
+    def publisher_seconds(self) -> float:
+        return self.backlog_seconds if self.method == "backlog" else self.publisher.result()
+
+
+async def _warm_up(redis_client: Redis, first: asyncio.Future[object]) -> None:
+    """Publish a marker until the consumer has received one: its subscription is then live."""
+    marker = encode_payload(sample_event(-1))
+    for _ in range(WARMUP_ATTEMPTS):
+        await redis_client.publish(CHANNEL, marker)
+        await asyncio.wait({first}, timeout=WARMUP_INTERVAL)
+        if first.done():
+            first.result()
+            return
+    first.cancel()
+    raise TimeoutError(f"the consumer got no message in {WARMUP_ATTEMPTS} attempts")
+
+
+async def consume_bare(url: str, parser: str, trigger: Trigger) -> Outcome:
+    """The issue's baseline: redis-py pub/sub, ``json.loads`` per message, nothing else."""
+    count, target = 0, trigger.count
+    async with client(url, parser) as redis_client:
+        pubsub = redis_client.pubsub()
+        await pubsub.subscribe(CHANNEL)
+        messages = pubsub.listen()
+
+        async def next_data() -> object:
+            async for message in messages:
+                if message["type"] == "message":
+                    return json.loads(message["data"])
+            raise RuntimeError("pub/sub ended")
+
+        await _warm_up(redis_client, asyncio.ensure_future(next_data()))
+        trigger.fire()
+        started = 0.0
+        async for message in messages:
+            if message["type"] != "message":
+                continue
+            json.loads(message["data"])
+            count += 1
+            if count == 1:
+                started = time.perf_counter()
+            if count == target:
+                break
+        elapsed = time.perf_counter() - started
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    return Outcome((target - 1) / elapsed, elapsed, trigger.publisher_seconds())
+
+
+async def consume_sse(
+    url: str, parser: str, trigger: Trigger, profiler: cProfile.Profile | None = None
+) -> Outcome:
+    """``RedisSSESubscriber.subscribe`` (default queue size), events parsed into SSEEvents."""
+    count, target = 0, trigger.count
+    async with client(url, parser) as redis_client:
+        subscriber = RedisSSESubscriber(redis_client)
+        events: AsyncIterator[object] = subscriber.subscribe(BENCH_USER)
+        await _warm_up(redis_client, asyncio.ensure_future(anext(events)))
+        trigger.fire()
+        if profiler is not None:
+            profiler.enable()
+        started = time.perf_counter()
+        lagged = False
+        try:
+            async for _event in events:
+                count += 1
+                if count == 1:
+                    started = time.perf_counter()
+                if count == target:
+                    break
+        except SubscriberLagged:
+            lagged = True
+        elapsed = time.perf_counter() - started
+        if profiler is not None:
+            profiler.disable()
+        await events.aclose()  # type: ignore[attr-defined]
+    return Outcome(
+        (max(count, 2) - 1) / elapsed,
+        elapsed,
+        trigger.publisher_seconds(),
+        dropped=subscriber.stats.dropped,
+        lagged=lagged,
+    )
+
+
+async def run_once(
+    url: str, variant: Variant, publisher: PublisherProcess, count: int, method: str
+) -> None:
+    trigger = Trigger(publisher, count, method)
+    consume = consume_bare if variant.consumer == "bare" else consume_sse
+    async with asyncio.timeout(RUN_TIMEOUT):
+        outcome = await consume(url, variant.parser, trigger)
+    variant.rates.append(outcome.rate)
+    variant.outpaced.append(outcome.publisher_seconds < outcome.consumer_seconds)
+    variant.dropped += outcome.dropped
+    variant.lagged += outcome.lagged
+
+
+def report(method: str, variants: list[Variant], count: int) -> bool:
+    by_name = {v.name: v for v in variants}
+    print(f"\n-- {method}: {count:,} messages per repeat, {len(variants[0].rates)} repeats --")
+    print(f"{'consumer':<28} {'median msg/s':>13} {'repeats':>20}  {'vs bare (same parser)':>22}")
+    ok = True
+    for v in variants:
+        rate = median(v.rates)
+        base = by_name[f"bare/{v.parser}"]
+        ratio = rate / median(base.rates)
+        note = ""
+        if v.consumer == "sse":
+            passed = ratio >= REQUIRED_RATIO and not v.lagged
+            ok = ok and (passed or v.parser != "hiredis")
+            note = f"  (need >= {REQUIRED_RATIO:.2f}: {verdict(passed)})"
+            note += f" dropped={v.dropped} lagged={v.lagged}"
+        print(f"{v.name:<28} {rate:>13,.0f} {spread(v.rates):>20}  {ratio:>21.2f}x{note}")
+    for consumer in ("bare", "sse"):
+        speedup = median(by_name[f"{consumer}/hiredis"].rates) / median(
+            by_name[f"{consumer}/python"].rates
+        )
+        print(f"hiredis speed-up for the {consumer} consumer: {speedup:.2f}x")
+    outpaced = all(all(v.outpaced) for v in variants)
+    print(f"publisher finished before the consumer in every repeat: {outpaced}")
+    return ok and outpaced
+
+
+async def profile_sse(url: str, publisher: PublisherProcess, count: int) -> None:
+    profiler = cProfile.Profile()
+    trigger = Trigger(publisher, count, "backlog")
+    outcome = await consume_sse(url, "hiredis", trigger, profiler)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+    stats.print_stats(22)
+    print(f"\n-- cProfile of the sse consumer (backlog, {count:,} messages, ", end="")
+    print(f"{outcome.rate:,.0f} msg/s under the profiler), by own time --")
+    print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=150.0, help="seconds, whole script")
+    parser.add_argument("--method", choices=["backlog", "live", "both"], default="both")
+    parser.add_argument("--profile", action="store_true", help="also cProfile the sse consumer")
+    args = parser.parse_args()
+    budget = Budget(args.budget)
+    payloads = [encode_payload(sample_event(i)) for i in range(2000)]
+    with bench_server() as server:
+        header("core delivery: one subscriber vs bare redis-py pub/sub + json.loads", server)
+        async with client(server.url) as probe:
+            print(f"parser in use by default clients: {await parser_in_use(probe)}")
+        print(f"payload {len(payloads[0])} bytes (median of {len(payloads)} distinct events)")
+        methods = ["backlog", "live"] if args.method == "both" else [args.method]
+        ok = True
+        with PublisherProcess(server.url, CHANNEL, payloads) as publisher:
+            for method in methods:
+                variants = [
+                    Variant("bare/hiredis", "bare", "hiredis"),
+                    Variant("sse/hiredis", "sse", "hiredis"),
+                    Variant("bare/python", "bare", "python"),
+                    Variant("sse/python", "sse", "python"),
+                ]
+                for repeat in range(args.repeats):
+                    if repeat and budget.left() < 0:
+                        print(f"(budget spent: {repeat} repeats of {method})")
+                        break
+                    order = variants if repeat % 2 == 0 else variants[::-1]
+                    for variant in order:
+                        await run_once(server.url, variant, publisher, args.messages, method)
+                ok = report(method, variants, args.messages) and ok
+            if args.profile:
+                await profile_sse(server.url, publisher, args.messages)
+        print(f"\nrequirement (sse/hiredis >= {REQUIRED_RATIO:.0%} of bare/hiredis): {verdict(ok)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

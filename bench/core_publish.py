@@ -1,0 +1,179 @@
+"""Publish with retention: ``RedisSSEPublisher`` vs PUBLISH + XADD + EXPIRE as three round trips.
+
+The baseline is what a naive publisher does for every event: encode it, then await PUBLISH,
+XADD (``MAXLEN ~``) and EXPIRE one after the other. Ours appends, trims by size and age, refreshes
+the expiry and publishes in one atomic Lua call (one round trip); ``publish_many`` pipelines many
+such calls in one round trip. All paths encode the same pre-built ~300-byte events; rates are
+events/s, medians over interleaved repeats. Requirements: publish >= 2x, publish_many >= 8x.
+
+    python3 bench/core_publish.py [--events 3000] [--repeats 5] [--budget 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from _harness import (
+    BENCH_USER,
+    Budget,
+    bench_server,
+    client,
+    header,
+    median,
+    parser_in_use,
+    sample_event,
+    spread,
+    verdict,
+)
+from redis.asyncio import Redis
+
+from sse_core.codec import encode_fields, encode_payload
+from sse_core.events import SSEEvent
+from sse_core.keys import SSEChannelKeys
+from sse_core.publisher import RedisSSEPublisher
+
+KEYS = SSEChannelKeys()
+MAX_LEN = 1000
+TTL_SECONDS = 3600
+BATCH_SIZES = (10, 100, 1000)
+REQUIRED = {"publish": 2.0, "publish_many x100": 8.0}
+
+Publish = Callable[[Sequence[SSEEvent]], Awaitable[None]]
+
+
+@dataclass
+class Candidate:
+    name: str
+    make: Callable[[Redis], Publish]
+    parser: str = "hiredis"
+    retains: bool = True
+    rates: list[float] = field(default_factory=list)
+
+
+def three_round_trips(redis_client: Redis) -> Publish:
+    """The issue's baseline: PUBLISH, XADD and EXPIRE, each awaited on its own."""
+
+    async def run(events: Sequence[SSEEvent]) -> None:
+        for event in events:
+            payload = encode_payload(event)
+            flat = encode_fields(event)
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            stream = KEYS.user_stream(event.user_id)
+            await redis_client.publish(KEYS.user_channel(event.user_id), payload)
+            await redis_client.xadd(stream, fields, maxlen=MAX_LEN, approximate=True)
+            await redis_client.expire(stream, TTL_SECONDS)
+
+    return run
+
+
+def _publisher(redis_client: Redis, retention: bool = True) -> RedisSSEPublisher:
+    return RedisSSEPublisher(
+        redis_client,
+        enable_retention=retention,
+        retention_max_len=MAX_LEN,
+        retention_ttl_seconds=TTL_SECONDS,
+        raise_errors=True,
+    )
+
+
+def single(retention: bool) -> Callable[[Redis], Publish]:
+    def make(redis_client: Redis) -> Publish:
+        publisher = _publisher(redis_client, retention)
+
+        async def run(events: Sequence[SSEEvent]) -> None:
+            for event in events:
+                await publisher.publish(event)
+
+        return run
+
+    return make
+
+
+def batched(size: int) -> Callable[[Redis], Publish]:
+    def make(redis_client: Redis) -> Publish:
+        publisher = _publisher(redis_client)
+
+        async def run(events: Sequence[SSEEvent]) -> None:
+            for start in range(0, len(events), size):
+                await publisher.publish_many(events[start : start + size])
+
+        return run
+
+    return make
+
+
+async def measure(url: str, path: Candidate, events: Sequence[SSEEvent]) -> float:
+    async with client(url, path.parser) as redis_client:
+        await redis_client.flushall()
+        run = path.make(redis_client)
+        await run(events[:50])  # connect, load the script
+        started = time.perf_counter()
+        await run(events)
+        elapsed = time.perf_counter() - started
+        retained = await redis_client.xlen(KEYS.user_stream(BENCH_USER))
+        if path.retains and retained < min(len(events), MAX_LEN):
+            raise RuntimeError(f"{path.name}: only {retained} events retained")
+    return len(events) / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=3000, help="per repeat, single paths")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=90.0, help="seconds, whole script")
+    args = parser.parse_args()
+    budget = Budget(args.budget)
+    paths = [
+        Candidate("3 round trips (baseline)", three_round_trips),
+        Candidate("publish", single(retention=True)),
+        *(Candidate(f"publish_many x{size}", batched(size)) for size in BATCH_SIZES),
+        Candidate("publish, retention off", single(retention=False), retains=False),
+        Candidate("3 round trips, python parser", three_round_trips, "python"),
+        Candidate("publish, python parser", single(retention=True), "python"),
+        Candidate("publish_many x100, python parser", batched(100), "python"),
+    ]
+    single_events = [sample_event(i) for i in range(args.events)]
+    batch_events = [sample_event(i) for i in range(args.events * 10)]
+    with bench_server() as server:
+        header("core publish: retention in one round trip vs PUBLISH + XADD + EXPIRE", server)
+        async with client(server.url) as probe:
+            print(f"parser in use by default clients: {await parser_in_use(probe)}")
+        print(
+            f"retention MAXLEN ~{MAX_LEN}, TTL {TTL_SECONDS}s; payload "
+            f"{len(encode_payload(single_events[0]))} bytes; {args.events:,} events per repeat "
+            f"({len(batch_events):,} for publish_many)"
+        )
+        for repeat in range(args.repeats):
+            if repeat and budget.spent():
+                print(f"(budget spent after {repeat} repeats)")
+                break
+            for path in paths if repeat % 2 == 0 else paths[::-1]:
+                events = batch_events if path.name.startswith("publish_many") else single_events
+                path.rates.append(await measure(server.url, path, events))
+    base = {p.parser: median(p.rates) for p in paths if p.make is three_round_trips}
+    print(f"\n{'path':<34} {'median events/s':>16} {'repeats':>20} {'vs 3 round trips':>17}")
+    ok = True
+    for path in paths:
+        rate = median(path.rates)
+        ratio = rate / base[path.parser]
+        note = ""
+        if path.name in REQUIRED:
+            passed = ratio >= REQUIRED[path.name]
+            ok = ok and passed
+            note = f"  (need >= {REQUIRED[path.name]:.0f}x: {verdict(passed)})"
+        print(f"{path.name:<34} {rate:>16,.0f} {spread(path.rates):>20} {ratio:>16.2f}x{note}")
+    by_name = {p.name: median(p.rates) for p in paths}
+    print(
+        "hiredis speed-up: publish "
+        f"{by_name['publish'] / by_name['publish, python parser']:.2f}x, publish_many x100 "
+        f"{by_name['publish_many x100'] / by_name['publish_many x100, python parser']:.2f}x"
+    )
+    print(f"\nrequirements (publish >= 2x, publish_many >= 8x): {verdict(ok)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
