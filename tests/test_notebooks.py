@@ -24,7 +24,11 @@ from tests.support.redis_server import RedisServer
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 120  # per cell; each notebook takes a few seconds in total
-REQUIRED = {"01_explore_events.ipynb", "03_replay_after_outage.ipynb"}
+REQUIRED = {
+    "01_explore_events.ipynb",
+    "02_live_dashboard.ipynb",
+    "03_replay_after_outage.ipynb",
+}
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
