@@ -13,10 +13,12 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
 from sse_core.events import SSEEvent
+from sse_core.ids import uuid7
 from sse_core.protocol import SSEPublisherProtocol
 from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import SSEEventType as T
@@ -67,8 +69,20 @@ class DemoTraffic:
             self._stories[user] = []
             self._balances[user] = round(self._rng.uniform(5_000, 250_000), 2)
 
-    def next_event(self) -> SSEEvent:
-        """The next event of the simulation (not published)."""
+    def next_event(self, at_ms: int | None = None) -> SSEEvent:
+        """The next event of the simulation (not published), made now or at ``at_ms``."""
+        event = self._next_event()
+        if at_ms is None:
+            return event
+        # A UUIDv7 id carries its time, so the id and occurred_at move together.
+        return event.model_copy(
+            update={
+                "event_id": uuid7(now_ms=at_ms),
+                "occurred_at": datetime.fromtimestamp(at_ms / 1000, UTC),
+            }
+        )
+
+    def _next_event(self) -> SSEEvent:
         rng = self._rng
         if rng.random() < self.broadcast_share:
             provider = rng.choice(PROVIDERS)
@@ -87,7 +101,7 @@ class DemoTraffic:
         step = next(story.steps, None)
         if step is None:
             stories.remove(story)
-            return self.next_event()
+            return self._next_event()
         event_type, data = step
         return SSEEvent(event_type=event_type, user_id=user, data=data)
 
@@ -117,9 +131,29 @@ class DemoTraffic:
             await asyncio.sleep(batch_interval)
         return self.published
 
+    async def backfill(self, count: int, span_seconds: float) -> int:
+        """Publish ``count`` events dated over the last ``span_seconds``, oldest first.
+
+        Times follow the same waves as live traffic, so per-minute views of a freshly started
+        demo already have a history to show. Returns the number published.
+        """
+        now_ms = time.time_ns() // 1_000_000
+        start_ms = now_ms - int(span_seconds * 1000)
+        times: list[int] = []
+        while len(times) < count:
+            at_ms = self._rng.randrange(start_ms, now_ms)
+            if self._rng.random() < self.burst_factor(at_ms / 1000) / 1.3:
+                times.append(at_ms)
+        times.sort()
+        for first in range(0, count, 500):
+            await self._publish([self.next_event(at) for at in times[first : first + 500]])
+        return count
+
     async def publish_batch(self, count: int) -> None:
         """Publish ``count`` events in one round trip (broadcasts separately)."""
-        events = [self.next_event() for _ in range(count)]
+        await self._publish([self.next_event() for _ in range(count)])
+
+    async def _publish(self, events: list[SSEEvent]) -> None:
         direct = [e for e in events if e.user_id != BROADCAST_USER]
         if isinstance(self.publisher, RedisSSEPublisher):
             await self.publisher.publish_many(direct)
