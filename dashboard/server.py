@@ -17,6 +17,7 @@ import panel as pn
 
 from dashboard.app import Dashboard
 from dashboard.backend import Backend
+from sse_core.http.tornado import event_routes
 from sse_core.settings import SSESettings
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,14 @@ def build_server(
 ) -> tuple[Any, Backend]:
     """A started-but-not-running Panel server and its backend (for embedding and tests).
 
-    ``extra_routes`` mounts more Tornado handlers in the same server, e.g. the SSE HTTP
-    endpoint from ``sse_core.http``.
+    ``GET /events``, the SSE endpoint (``sse_core.http``, docs/http.md), is always mounted on
+    the backend's client; ``extra_routes`` mounts more Tornado handlers (matched first).
     """
     backend = Backend.create(redis_url, settings=settings, demo=demo)
-    routes = list(extra_routes(backend) if callable(extra_routes) else extra_routes or [])
+    routes = [
+        *(extra_routes(backend) if callable(extra_routes) else extra_routes or []),
+        *event_routes(backend.client, backend.settings),
+    ]
     pn.extension("tabulator")
     server = pn.serve(
         {"/": build_app(backend)},
