@@ -97,6 +97,8 @@ class Dashboard(Viewer):
         self._callbacks: list[pn.io.PeriodicCallback] = []
         self._started = False
         self._discovery: asyncio.Task[None] | None = None
+        self._stopping: list[asyncio.Task[None]] = []  # cancelled consumers still unwinding
+        self._closing: asyncio.Task[None] | None = None
         self._failure: str | None = None
         self.updates = 0  # document updates applied: the "UI updates per second" figure
 
@@ -110,17 +112,17 @@ class Dashboard(Viewer):
             list(self.backend.user_names) if self.backend.demo else [], self.backend.user_names
         )
         self.category_filter = pn.widgets.MultiChoice(
-            name="Categories",
+            label="Categories",
             options=[c.value for c in CATEGORIES],
             placeholder="All categories",
             sizing_mode="stretch_width",
             css_classes=["category-filter"],
         )
         self.window_select = pn.widgets.Select(
-            name="Time window", options=WINDOWS, value=self.window, sizing_mode="stretch_width"
+            label="Time window", options=WINDOWS, value=self.window, sizing_mode="stretch_width"
         )
         self.pause = pn.widgets.Toggle(
-            name="Pause", icon="player-pause", button_type="default", sizing_mode="stretch_width"
+            label="Pause", icon="player-pause", color="default", sizing_mode="stretch_width"
         )
         self.notice = pn.pane.Alert(
             "",
@@ -241,15 +243,28 @@ class Dashboard(Viewer):
         self._resubscribe()
 
     def stop(self) -> None:
-        """Stop the consumer, the callbacks and (if this view owns it) the demo and client."""
+        """Stop the consumer, the callbacks and (if this view owns it) the demo and client.
+
+        Returns at once; the subscription is released a moment later. ``await aclose()`` to
+        wait for that.
+        """
         self._started = False
         for callback in self._callbacks:
             callback.stop()
         self._callbacks = []
         self._cancel_consumer()
-        if self._owns_backend:
+        if self._discovery is not None:
+            self._discovery.cancel()
+        if self._owns_backend and self._closing is None:
             with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(self.backend.aclose())
+                self._closing = asyncio.get_running_loop().create_task(self.backend.aclose())
+
+    async def aclose(self) -> None:
+        """:meth:`stop`, then wait until the subscription and (owned) client are released."""
+        self.stop()
+        pending = [t for t in (*self._stopping, self._closing) if t is not None]
+        self._stopping.clear()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     @property
     def running(self) -> bool:
@@ -298,9 +313,9 @@ class Dashboard(Viewer):
     def _on_paused(self) -> None:
         self.pause.param.update(
             value=self.paused,
-            name="Resume" if self.paused else "Pause",
+            label="Resume" if self.paused else "Pause",
             icon="player-play" if self.paused else "player-pause",
-            button_type="warning" if self.paused else "default",
+            color="warning" if self.paused else "default",
         )
         if not self.paused:
             self._shown = None  # redraw everything counted while paused
@@ -332,6 +347,7 @@ class Dashboard(Viewer):
     def _cancel_consumer(self) -> None:
         if self._consumer is not None:
             self._consumer.cancel()  # stream()'s finally detaches from the shared hub
+            self._stopping = [t for t in self._stopping if not t.done()] + [self._consumer]
             self._consumer = None
 
     def _resubscribe(self) -> None:

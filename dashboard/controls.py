@@ -63,13 +63,13 @@ class UserPicker(Viewer):
         self._users: list[UUID] = []
         self._refreshing = False
         self.select = pn.widgets.Select(
-            name="User (with retained events)",
+            label="User (with retained events)",
             options={},
             sizing_mode="stretch_width",
             css_classes=["user-select"],
         )
         self.entry = pn.widgets.TextInput(
-            name="…or any user id",
+            label="…or any user id",
             placeholder=f"UUID, e.g. {UUID_EXAMPLE}",
             sizing_mode="stretch_width",
             css_classes=["user-entry"],

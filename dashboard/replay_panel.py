@@ -81,20 +81,20 @@ class ReplayPanel(Viewer):
         self._autofill = ""
         self._autofilling = False
         self.last_id = pn.widgets.TextInput(
-            name="Last-Event-ID",
+            label="Last-Event-ID",
             placeholder="an event id (UUIDv7); click a feed row to use its id",
             sizing_mode="stretch_width",
             css_classes=["replay-last-id"],
         )
-        self.follow = pn.widgets.Checkbox(name="follow the newest event id", value=True)
+        self.follow = pn.widgets.Checkbox(label="follow the newest event id", value=True)
         self.categories = pn.widgets.MultiChoice(
-            name="Categories",
+            label="Categories",
             options=list(VALID_CATEGORIES),
             placeholder="All categories",
             sizing_mode="stretch_width",
         )
         self.load = pn.widgets.Button(
-            name="Load missed events", button_type="primary", icon="history", width=190
+            label="Load missed events", color="primary", icon="history", width=190
         )
         self.progress = pn.indicators.Progress(
             active=True, visible=False, height=6, sizing_mode="stretch_width"
@@ -131,7 +131,7 @@ class ReplayPanel(Viewer):
             filename="replay.csv",
             label="Download CSV",
             disabled=True,
-            button_type="default",
+            color="default",
             icon="download",
             width=160,
         )

@@ -1,0 +1,304 @@
+"""The dashboard's Python side without a browser: controls, renderers, backend, lifecycle.
+
+``Dashboard`` runs here exactly as in a notebook (no server session): it starts on the running
+loop, consumes through sse_core on fakeredis, and stops on ``stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from uuid import UUID, uuid4
+
+import pytest
+from fakeredis import FakeAsyncRedis
+
+from dashboard import Dashboard
+from dashboard.backend import Backend
+from dashboard.controls import UserPicker, format_category_query, parse_category_query
+from dashboard.replay_panel import ReplayPanel
+from dashboard.views import render_category_counts, render_stats, render_status
+from sse_core.categories import SSEEventCategory
+from sse_core.demo import DEMO_USERS
+from sse_core.events import SSEEvent
+from sse_core.hub import ConnectionState, ConnectionStatus
+from sse_core.ids import uuid7
+from sse_core.publisher import RedisSSEPublisher
+from sse_core.registry import EVENT_REGISTRY, SSEEventType
+from sse_core.replay import Replay
+from sse_core.subscriber import SubscriberStats
+
+T = TypeVar("T")
+TYPE_OF: dict[SSEEventCategory, SSEEventType] = {}
+for _event_type, _info in EVENT_REGISTRY.items():
+    TYPE_OF.setdefault(_info.category, _event_type)
+
+
+async def eventually(probe: Callable[[], T | Awaitable[T]], what: str, within: float = 10) -> T:
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def event(user: UUID, category: SSEEventCategory, **data: object) -> SSEEvent:
+    return SSEEvent(event_type=TYPE_OF[category], user_id=user, data=data)
+
+
+# -- controls and renderers ---------------------------------------------------------------------
+
+
+def test_category_query_round_trip() -> None:
+    assert parse_category_query("ai,data_sync") == (["data_sync", "ai"], None)
+    assert parse_category_query("") == ([], None)
+    assert format_category_query(["ai", "data_sync"]) == "data_sync,ai"
+    assert format_category_query([c.value for c in SSEEventCategory]) == ""  # all = no filter
+    assert format_category_query([]) == ""
+
+
+def test_invalid_categories_are_reported_and_the_rest_kept() -> None:
+    names, error = parse_category_query("ai,bogus, security")
+    assert names == ["ai", "security"]
+    assert error is not None
+    assert "invalid category 'bogus'" in error
+    assert "valid categories are" in error
+
+
+def test_user_picker_validates_typed_ids() -> None:
+    picker = UserPicker()
+    picker.entry.value = "nope"
+    assert picker.alert.visible
+    assert "invalid user id 'nope'" in picker.alert.object
+    assert picker.value == ""
+    user = uuid4()
+    picker.entry.value = f"  {str(user).upper()}  "
+    assert not picker.alert.visible
+    assert picker.value == str(user)
+    assert str(user) in picker.select.options.values()
+
+
+def test_user_picker_lists_named_users_first_and_never_picks_by_itself() -> None:
+    picker = UserPicker()
+    other = UUID("00000000-0000-4000-8000-000000000001")
+    picker.set_users([other, DEMO_USERS["bob"]], {DEMO_USERS["bob"]: "bob"})
+    labels = list(picker.select.options)
+    assert labels[0].startswith("—")  # the explicit "none" entry
+    assert labels[1].startswith("bob · ")
+    assert labels[2] == str(other)
+    assert picker.value == ""
+
+
+def test_stats_render_exact_values_and_warn_on_losses() -> None:
+    from dashboard.state import Frame
+
+    frame = Frame(
+        changed=True,
+        total=12345,
+        counts={},
+        new_rows=0,
+        rate_points=(),
+        events_per_second=4321.06,
+        seconds_since_last=75.0,
+        newest_event_id=None,
+        gaps=0,
+    )
+    html = render_stats(frame, SubscriberStats(malformed=2, dropped=0), paused=True)
+    assert '<span class="number">12,345</span>' in html
+    assert "4,321.1" in html
+    assert "1.2 min" in html
+    assert 'class="card warn" data-stat="skipped"' in html
+    assert 'class="card " data-stat="dropped"' in html
+    assert "paused" in html
+
+
+def test_category_counts_carry_machine_readable_values() -> None:
+    html = render_category_counts({SSEEventCategory.AI: 1500})
+    assert 'data-category="ai" data-count="1500"' in html
+    assert 'data-category="security" data-count="0"' in html
+
+
+def test_status_shows_no_credentials() -> None:
+    backend = Backend.create("redis://admin:s3cret@db.example:6380/2")
+    status = ConnectionStatus(ConnectionState.RECONNECTING, 3, 1, 0)
+    html = render_status(backend.label, status)
+    assert "s3cret" not in html
+    assert "admin" not in html
+    assert "db.example:6380/2" in html
+    assert 'data-connection="reconnecting"' in html
+    assert 'data-reconnects="3"' in html
+    assert not backend.demo
+
+
+async def test_backend_defaults(fake_redis: FakeAsyncRedis) -> None:
+    embedded = Backend.create(None)
+    assert embedded.demo
+    assert "embedded" in embedded.label
+    await embedded.aclose()
+    shared = Backend.create(redis_client=fake_redis)
+    assert not shared.demo
+    assert not shared.owns_client
+    assert shared.client is fake_redis
+
+
+# -- the Dashboard lifecycle --------------------------------------------------------------------
+
+
+async def test_embedded_dashboard_is_alive_and_stops() -> None:
+    dash = Dashboard(user_id=DEMO_USERS["alice"])
+    try:
+        assert dash.running
+        assert dash.backend.demo_running
+        await eventually(lambda: dash.state.total > 0 and dash.updates > 0, "demo events")
+    finally:
+        await dash.aclose()
+    assert not dash.backend.demo_running
+    assert not dash.running
+
+
+async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> None:
+    first, second = uuid4(), uuid4()
+    publisher = RedisSSEPublisher(fake_redis, enable_retention=True)
+    dash = Dashboard(redis_client=fake_redis, user_id=first)
+    try:
+        assert not dash.backend.demo_running
+        await eventually(lambda: 'data-connection="connected"' in dash.views.status.object, "live")
+        await publisher.publish_many(
+            [event(first, SSEEventCategory.AI), event(first, SSEEventCategory.IMPORT)]
+        )
+        await eventually(lambda: dash.state.total == 2, "two events")
+        old_task = dash._consumer
+
+        dash.param.update(user=str(second), categories="import")
+        assert old_task is not None
+        await asyncio.wait([old_task], timeout=5)
+        assert old_task.cancelled()
+        assert dash.state.total == 0  # a fresh view for the new selection
+        assert dash.category_filter.value == ["import"]
+        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, "one sub")
+        await publisher.publish_many(
+            [
+                event(second, SSEEventCategory.AI),
+                event(second, SSEEventCategory.IMPORT),
+                event(first, SSEEventCategory.IMPORT),
+            ]
+        )
+        await eventually(lambda: dash.state.total == 1, "the filtered event")
+        await asyncio.sleep(0.3)
+        assert dash.state.counts[SSEEventCategory.IMPORT] == 1
+        assert dash.state.total == 1
+        rows = dash.views.feed.table.value
+        assert list(rows["category"]) == ["import"]
+    finally:
+        await dash.aclose()
+    assert dash._probe.connection_status().subscriptions == 0
+
+
+async def test_pause_freezes_the_view_but_keeps_counting(fake_redis: FakeAsyncRedis) -> None:
+    user = uuid4()
+    publisher = RedisSSEPublisher(fake_redis, enable_retention=True)
+    dash = Dashboard(redis_client=fake_redis, user_id=user)
+    try:
+        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, "sub")
+        dash.pause.value = True
+        assert dash.paused
+        assert dash.pause.label == "Resume"
+        await publisher.publish_many([event(user, SSEEventCategory.SECURITY) for _ in range(3)])
+        await eventually(lambda: dash.state.total == 3, "counted while paused")
+        await asyncio.sleep(0.3)
+        assert len(dash.views.feed.table.value) == 0  # the view did not move
+        dash.pause.value = False
+        await eventually(lambda: len(dash.views.feed.table.value) == 3, "the view catching up")
+        assert 'data-category="security" data-count="3"' in dash.views.category_counts.object
+    finally:
+        await dash.aclose()
+
+
+async def test_an_invalid_user_is_explained_not_raised(fake_redis: FakeAsyncRedis) -> None:
+    dash = Dashboard(redis_client=fake_redis, user_id="not-a-user")
+    try:
+        assert not dash.running
+        assert dash.users.alert.visible
+        assert "invalid user id 'not-a-user'" in dash.users.alert.object
+        dash.user = str(uuid4())
+        assert dash.running
+        assert not dash.users.alert.visible
+    finally:
+        await dash.aclose()
+
+
+# -- the replay panel ----------------------------------------------------------------------------
+
+
+class FakeSource:
+    def __init__(self, replay: Replay) -> None:
+        self.result = replay
+        self.calls: list[tuple[str, str, list[str] | None]] = []
+
+    async def replay(
+        self, user_id: UUID | str, last_event_id: UUID | str, categories: list[str] | None = None
+    ) -> Replay:
+        self.calls.append((str(user_id), str(last_event_id), categories))
+        return self.result
+
+
+async def test_replay_panel_validates_then_loads() -> None:
+    user = uuid4()
+    events = [event(user, SSEEventCategory.AI, n=1), event(user, SSEEventCategory.AI, n=2)]
+    source = FakeSource(Replay(events, complete=False))
+    panel = ReplayPanel(source)
+
+    await panel._load()
+    assert "Pick a user first" in panel.alert.object
+
+    panel.user_id = str(user)
+    panel.last_id.value = "123"
+    await panel._load()
+    assert "invalid event id '123'" in panel.alert.object
+    assert source.calls == []
+
+    last = uuid7()
+    panel.last_id.value = str(last)
+    panel.categories.value = ["ai"]
+    await panel._load()
+    assert not panel.alert.visible
+    assert source.calls == [(str(user), str(last), ["ai"])]
+    assert list(panel.table.value["event_id"]) == [str(e.event_id) for e in events]
+    assert 'data-rows="2" data-complete="false"' in panel.summary.object
+    assert not panel.download.disabled
+    csv = panel._csv().getvalue().splitlines()
+    assert len(csv) == 3
+    assert csv[0].startswith("event_id,occurred_at,category,event_type,user_id")
+
+
+def test_replay_field_follows_the_newest_id_until_the_user_chooses() -> None:
+    panel = ReplayPanel(FakeSource(Replay([], complete=True)))
+    first, second, chosen = str(uuid7()), str(uuid7()), str(uuid7())
+    panel.offer_newest(first)
+    assert panel.last_id.value == first
+    panel.offer_newest(second)
+    assert panel.last_id.value == second
+    panel.use_event(chosen)  # a feed row was clicked
+    assert not panel.follow.value
+    panel.offer_newest(str(uuid7()))
+    assert panel.last_id.value == chosen
+    panel.follow.value = True
+    panel.offer_newest(second)
+    assert panel.last_id.value == second
+
+
+@pytest.mark.parametrize("typed", ["0192f0c1-7c4e", "something"])
+def test_replay_field_is_not_overwritten_while_typing(typed: str) -> None:
+    panel = ReplayPanel(FakeSource(Replay([], complete=True)))
+    panel.offer_newest(str(uuid7()))
+    panel.last_id.value_input = typed
+    newest = str(uuid7())
+    panel.offer_newest(newest)
+    assert panel.last_id.value != newest
