@@ -69,4 +69,4 @@ async def channel_subscribers(redis: Redis, user_id: UUID, prefix: str = "sse") 
     """``PUBSUB NUMSUB`` of the user's channel, as the Redis server sees it."""
     channel = SSEChannelKeys(prefix).user_channel(user_id)
     counts = dict(await redis.pubsub_numsub(channel))
-    return int(counts.get(channel.encode(), counts.get(channel, 0)))  # type: ignore[call-overload]
+    return int(counts.get(channel.encode(), counts.get(channel, 0)))
