@@ -45,6 +45,8 @@ USER_REFRESH_MS = 10_000
 FEED_ROWS = 50
 WINDOWS: dict[str, int] = {"1 minute": 60, "5 minutes": 300, "15 minutes": 900}
 DEFAULT_WINDOW = 60
+ACCENT = "#FF7F00"  # Grafana's orange: buttons, focus rings
+HEADER_BACKGROUND = "#181B1F"  # a dark header bar, as in Grafana
 HISTORY_SECONDS = max(WINDOWS.values())
 
 
@@ -212,9 +214,10 @@ class Dashboard(Viewer):
             main=self.main(),
             theme=pn.config.theme,  # FastListTemplate ignores the config unless told
             theme_toggle=True,
-            accent="#F46800",
+            accent_base_color=ACCENT,
+            header_background=HEADER_BACKGROUND,
             sidebar_width=340,
-            main_layout=None,
+            main_layout="card",
         )
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -434,7 +437,7 @@ class Dashboard(Viewer):
 
     async def _refresh_users(self) -> None:
         try:
-            found = await self._probe.retention.users()
+            found = await self.backend.users()
         except (RedisError, OSError) as exc:
             log.info("user discovery failed: %s", exc)
             return

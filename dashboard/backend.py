@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 DEMO_RATE = 25.0  # events/s on average: lively, still readable in the feed
 DEMO_NAMES: dict[UUID, str] = {uuid: name for name, uuid in DEMO_USERS.items()}
+USERS_CACHE_SECONDS = 10.0  # one SCAN per process per interval, however many sessions ask
+MAX_LISTED_USERS = 500  # the picker lists at most this many; any id can still be typed
 
 
 def describe_client(client: Redis) -> str:
@@ -45,6 +48,9 @@ class Backend:
     owns_client: bool = False
     demo_seed: int | None = None
     _demo_task: asyncio.Task[int] | None = field(default=None, init=False, repr=False)
+    _users: list[UUID] = field(default_factory=list, init=False, repr=False)
+    _users_at: float | None = field(default=None, init=False, repr=False)
+    _users_scan: asyncio.Task[list[UUID]] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def create(
@@ -92,6 +98,23 @@ class Backend:
             retention_ttl_seconds=self.settings.retention_ttl_seconds,
             keys=self.keys,
         )
+
+    async def users(self) -> list[UUID]:
+        """Users with retained events, shared by all sessions and refreshed at most every
+        :data:`USERS_CACHE_SECONDS` (discovery SCANs the keyspace, which is not free)."""
+        fresh = self._users_at is not None and time.monotonic() - self._users_at < (
+            USERS_CACHE_SECONDS
+        )
+        if fresh:
+            return list(self._users)
+        if self._users_scan is None or self._users_scan.done():
+            self._users_scan = asyncio.get_running_loop().create_task(self._scan_users())
+        return list(await asyncio.shield(self._users_scan))
+
+    async def _scan_users(self) -> list[UUID]:
+        found = await self.subscriber().retention.users()
+        self._users, self._users_at = found[:MAX_LISTED_USERS], time.monotonic()
+        return self._users
 
     def start_demo(self) -> None:
         """Start demo traffic on the running loop (idempotent; no-op unless ``demo``)."""

@@ -148,6 +148,34 @@ async def test_backend_defaults(fake_redis: FakeAsyncRedis) -> None:
     assert shared.client is fake_redis
 
 
+async def test_user_discovery_is_shared_and_cached(fake_redis: FakeAsyncRedis) -> None:
+    from dashboard import backend as backend_module
+
+    backend = Backend.create(redis_client=fake_redis)
+    scans = 0
+    scan = backend._scan_users
+
+    async def counted_scan() -> list[UUID]:
+        nonlocal scans
+        scans += 1
+        return await scan()
+
+    backend._scan_users = counted_scan  # type: ignore[method-assign]
+    publisher = RedisSSEPublisher(fake_redis, enable_retention=True)
+    first, second = sorted([uuid4(), uuid4()], key=str)
+    await publisher.publish(event(first, SSEEventCategory.AI))
+    together = await asyncio.gather(*(backend.users() for _ in range(5)))
+    assert together == [[first]] * 5
+    assert scans == 1  # five sessions asking at once share one SCAN
+    await publisher.publish(event(second, SSEEventCategory.AI))
+    assert await backend.users() == [first]  # still cached
+    assert scans == 1
+    assert backend._users_at is not None
+    backend._users_at -= backend_module.USERS_CACHE_SECONDS + 1
+    assert await backend.users() == [first, second]
+    assert scans == 2
+
+
 # -- the Dashboard lifecycle --------------------------------------------------------------------
 
 
