@@ -29,7 +29,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dashboard.backend import Backend
-from dashboard.controls import UserPicker, format_category_query, parse_category_query
+from dashboard.controls import (
+    UserPicker,
+    alert_text,
+    format_category_query,
+    parse_category_query,
+)
 from dashboard.palette import CATEGORIES
 from dashboard.replay_panel import ReplayPanel
 from dashboard.state import LiveState
@@ -291,7 +296,7 @@ class Dashboard(Viewer):
 
     def _apply_categories_to_widget(self) -> None:
         names, error = parse_category_query(self.categories)
-        self.category_alert.param.update(object=error or "", visible=error is not None)
+        self.category_alert.param.update(object=alert_text(error or ""), visible=error is not None)
         if list(self.category_filter.value) != names:
             self.category_filter.value = names
 
@@ -432,6 +437,7 @@ class Dashboard(Viewer):
             text = "Pick a user in the sidebar (or open a link with ?user=<uuid>)."
         else:
             text = ""
+        text = alert_text(text)
         if text != self.notice.object or bool(text) != self.notice.visible:
             self.notice.param.update(object=text, visible=bool(text))
 

@@ -8,6 +8,7 @@ User ids and category names are validated by sse_core (``parse_user_id``,
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,12 @@ from sse_core.categories import VALID_CATEGORIES, parse_category_list
 from sse_core.ids import parse_user_id
 
 UUID_EXAMPLE = "0192f0c1-7c4e-7d3a-9b1e-2f6a8c0d4e51"
+
+
+def alert_text(message: str) -> str:
+    """Alert panes render Markdown and raw HTML; messages quoting user input (even from a
+    shared link's query) must show it literally, never as markup."""
+    return html.escape(message, quote=False)
 
 
 def parse_category_query(text: str | None) -> tuple[list[str], str | None]:
@@ -102,7 +109,7 @@ class UserPicker(Viewer):
         return list(self._users)
 
     def show_error(self, message: str) -> None:
-        self.alert.object = message
+        self.alert.object = alert_text(message)
         self.alert.visible = True
 
     def clear_error(self) -> None:

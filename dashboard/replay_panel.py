@@ -22,6 +22,7 @@ from bokeh.models.widgets.tables import DateFormatter
 from panel.viewable import Viewer
 from redis.exceptions import RedisError
 
+from dashboard.controls import alert_text
 from dashboard.palette import category_color
 from sse_core.categories import VALID_CATEGORIES
 from sse_core.frames import events_to_frame
@@ -182,7 +183,7 @@ class ReplayPanel(Viewer):
     # -- loading ------------------------------------------------------------------------------
 
     def show_error(self, message: str) -> None:
-        self.alert.object = message
+        self.alert.object = alert_text(message)
         self.alert.visible = True
 
     async def _load(self, _event: object = None) -> None:

@@ -85,6 +85,13 @@ def test_user_picker_validates_typed_ids() -> None:
     assert str(user) in picker.select.options.values()
 
 
+def test_messages_quote_user_input_literally() -> None:
+    picker = UserPicker()
+    picker.entry.value = '<img src=x onerror="alert(1)">'
+    assert "<img" not in picker.alert.object
+    assert '&lt;img src=x onerror="alert(1)"&gt;' in picker.alert.object
+
+
 def test_user_picker_lists_named_users_first_and_never_picks_by_itself() -> None:
     picker = UserPicker()
     other = UUID("00000000-0000-4000-8000-000000000001")

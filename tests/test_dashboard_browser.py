@@ -386,6 +386,13 @@ async def test_bad_input_is_explained_on_the_page(
     assert "invalid category 'nonsense'" in category_message
     assert "Traceback" not in await page.content()
 
+    # A crafted link must not inject markup through the error message that quotes it.
+    await page.goto(f'{dashboard_server.url}/?user=<img src=x onerror="window.pwned=1">')
+    injected = await eventually(lambda: shadow_text(page, ".user-error"), bool, "message")
+    assert '<img src=x onerror="window.pwned=1">' in injected  # shown as text
+    assert await page.locator(".user-error img").count() == 0
+    assert await page.evaluate("window.pwned === undefined")
+
 
 async def test_closing_the_tab_ends_its_subscription(
     browser: Browser, dashboard_server: DashboardProcess, redis: Redis
