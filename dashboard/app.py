@@ -65,7 +65,10 @@ class Dashboard(Viewer):
 
     ``redis_url=None`` (and no ``SSE_REDIS_URL``) uses the embedded in-process fakeredis and
     starts demo traffic, so a notebook cell shows a living dashboard with no server at all.
-    Pass ``redis_client=`` to share a notebook's own client instead (no demo traffic then).
+    Pass ``redis_client=`` to share a notebook's own client instead (no demo traffic then;
+    ``demo=True`` forces it on). In a notebook run ``pn.extension("tabulator")`` first, display
+    the object, and call :meth:`stop` (or ``await aclose()``) when done: a notebook has no
+    session end to do it for you.
     """
 
     user = param.String(default="", doc="Selected user id; synced with ?user= in a server.")
@@ -112,7 +115,6 @@ class Dashboard(Viewer):
         self.views = LiveViews(
             history_points=self._state.history_points,
             window_seconds=self.window,
-            feed_rows=FEED_ROWS,
         )
         self.users = UserPicker(value=self.user)
         self.users.set_users(

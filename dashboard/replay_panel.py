@@ -39,6 +39,12 @@ code { font-size: 12px; }
 """
 
 
+INTRO = (
+    '<div class="summary">Enter a Last-Event-ID and load what a client resuming after it '
+    "would receive.</div>"
+)
+
+
 class ReplaySource(Protocol):
     """What the panel needs from a subscriber (``RedisSSESubscriber`` provides it)."""
 
@@ -108,8 +114,7 @@ class ReplayPanel(Viewer):
             css_classes=["replay-error"],
         )
         self.summary = pn.pane.HTML(
-            '<div class="summary">Enter a Last-Event-ID and load what a client resuming after '
-            "it would receive.</div>",
+            INTRO,
             stylesheets=[SUMMARY_CSS],
             sizing_mode="stretch_width",
             css_classes=["replay-summary"],
@@ -150,6 +155,16 @@ class ReplayPanel(Viewer):
             self.table,
             sizing_mode="stretch_width",
         )
+
+    @param.depends("user_id", watch=True)
+    def _on_user(self) -> None:
+        """Another user: the previous result and the followed id no longer apply."""
+        self.alert.visible = False
+        self.table.value = events_to_frame([])
+        self.summary.object = INTRO
+        self.download.disabled = True
+        self.follow.value = True
+        self._autofill = ""
 
     # -- the Last-Event-ID field --------------------------------------------------------------
 

@@ -330,11 +330,10 @@ class FeedTable:
 class LiveViews:
     """Every live-updating element of the page, applied from one frame at a time."""
 
-    def __init__(self, *, history_points: int, window_seconds: float, feed_rows: int) -> None:
+    def __init__(self, *, history_points: int, window_seconds: float) -> None:
         self.counts_chart = CountsChart()
         self.rates_chart = RatesChart(history_points, window_seconds)
         self.feed = FeedTable()
-        self.feed_rows = feed_rows
         self.stats = _html_pane(render_stats(None, None, paused=False), name="stats")
         self.category_counts = _html_pane(render_category_counts({}), name="category-counts")
         self.status = _html_pane("", name="connection-status")

@@ -312,6 +312,11 @@ async def test_replay_panel_validates_then_loads() -> None:
     assert len(csv) == 3
     assert csv[0].startswith("event_id,occurred_at,category,event_type,user_id")
 
+    panel.user_id = str(uuid4())  # another user: the old result must not linger
+    assert panel.table.value.empty
+    assert panel.download.disabled
+    assert "data-rows" not in panel.summary.object
+
 
 def test_replay_field_follows_the_newest_id_until_the_user_chooses() -> None:
     panel = ReplayPanel(FakeSource(Replay([], complete=True)))
