@@ -41,8 +41,29 @@ def _demo(args: argparse.Namespace, settings: SSESettings) -> int:
 def _serve(args: argparse.Namespace, settings: SSESettings) -> int:
     from dashboard.server import serve  # imports Panel: only when serving
 
-    serve(args.redis_url, port=args.port, address=args.address, show=args.show, settings=settings)
+    auth = {name: getattr(args, name) for name in _AUTH_OPTIONS if getattr(args, name)}
+    serve(
+        args.redis_url,
+        port=args.port,
+        address=args.address,
+        show=args.show,
+        settings=settings,
+        auth=auth,
+    )
     return 0
+
+
+# Panel's own login options, passed through unchanged (``panel serve`` users know them); the
+# dashboard and GET /events both require the login when one is configured.
+_AUTH_OPTIONS = {
+    "basic_auth": "require this password (or the passwords in this JSON file) to log in",
+    "cookie_secret": "secret that signs login cookies (set it with any login option)",
+    "oauth_provider": "OAuth provider name, e.g. github, google, azure, generic",
+    "oauth_key": "OAuth client id",
+    "oauth_secret": "OAuth client secret",
+    "oauth_redirect_uri": "OAuth redirect URI",
+    "oauth_encryption_key": "key that encrypts OAuth user info in cookies",
+}
 
 
 def _token(args: argparse.Namespace, settings: SSESettings) -> int:
@@ -80,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=5006, help="port to listen on (default 5006)")
     serve.add_argument("--address", default="127.0.0.1", help="address (default 127.0.0.1)")
     serve.add_argument("--show", action="store_true", help="open the dashboard in a browser")
+    for name, text in _AUTH_OPTIONS.items():
+        serve.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
     serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("token", help="mint a stream token for GET /events (testing)")

@@ -10,7 +10,7 @@ CHECK_UNUSED_MS`` (Bokeh's defaults are 15 s + 17 s), which stops their subscrip
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import panel as pn
@@ -58,11 +58,13 @@ def build_server(
     settings: SSESettings | None = None,
     demo: bool | None = None,
     verbose: bool = True,
+    auth: Mapping[str, Any] | None = None,
 ) -> tuple[Any, Backend]:
     """A started-but-not-running Panel server and its backend (for embedding and tests).
 
     ``GET /events``, the SSE endpoint (``sse_core.http``, docs/http.md), is always mounted on
     the backend's client; ``extra_routes`` mounts more Tornado handlers (matched first).
+    ``auth`` holds Panel's login options (``basic_auth``, ``cookie_secret``, ``oauth_*``).
     """
     backend = Backend.create(redis_url, settings=settings, demo=demo)
     routes = [
@@ -82,6 +84,7 @@ def build_server(
         extra_patterns=routes,
         unused_session_lifetime_milliseconds=UNUSED_SESSION_MS,
         check_unused_sessions_milliseconds=CHECK_UNUSED_MS,
+        **dict(auth or {}),
     )
     server.io_loop.add_callback(backend.start_demo)
     return server, backend
@@ -96,6 +99,7 @@ def serve(
     extra_routes: ExtraRoutes | None = None,
     settings: SSESettings | None = None,
     demo: bool | None = None,
+    auth: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the dashboard server until interrupted."""
     server, backend = build_server(
@@ -106,6 +110,7 @@ def serve(
         extra_routes=extra_routes,
         settings=settings,
         demo=demo,
+        auth=auth,
     )
     log.info("serving ssewatch on http://%s:%s/ (Redis: %s)", address, port, backend.label)
     server.start()

@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 async def start_dashboard(
-    redis_url: str, env_extra: dict[str, str]
+    redis_url: str, env_extra: dict[str, str], *flags: str
 ) -> tuple[str, asyncio.subprocess.Process]:
     port = free_port()
     env = {**os.environ, **env_extra, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "dashboard.cli", "serve", "--port", str(port)],
-        *["--redis-url", redis_url],
+        *["--redis-url", redis_url, *flags],
         env=env,
         cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
@@ -109,3 +109,32 @@ async def test_dashboard_server_serves_the_event_stream(
     assert anonymous.status_code == 401
     assert bad.status_code == 400
     assert got == [str(e.event_id) for e in events[1:]]
+
+
+async def test_serve_login_options_protect_dashboard_and_events(
+    redis_server: RedisServer,
+) -> None:
+    env = {"SSE_TOKEN_SECRET": SECRET}
+    flags = ("--basic-auth", "open-sesame", "--cookie-secret", "c" * 40)
+    base, proc = await start_dashboard(redis_server.url, env, *flags)
+    token = TokenSigner(SECRET).mint(USER, 120)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            page = await client.get(f"{base}/")
+            events = await client.get(
+                f"{base}/events", headers={"Authorization": f"Bearer {token}"}
+            )
+            login = await client.post(
+                f"{base}/login", data={"username": "ops", "password": "open-sesame"}
+            )
+            after_login = await client.get(f"{base}/")
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)
+    assert page.status_code == 302
+    assert "/login" in page.headers["location"]
+    assert events.status_code == 401
+    assert events.json()["error"] == "login_required"
+    assert login.status_code in (200, 302)
+    assert after_login.status_code == 200
+    assert "ssewatch" in after_login.text
