@@ -1,5 +1,3 @@
-# mypy: disable-error-code="no-untyped-call"
-# (Panel's and Bokeh's constructors are untyped; strict mypy would flag every widget.)
 """The dashboard: one live view of one user's event stream, for a browser session or a notebook.
 
 Lifecycle (rules learned from Panel):

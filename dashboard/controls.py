@@ -1,5 +1,3 @@
-# mypy: disable-error-code="no-untyped-call"
-# (Panel's and Bokeh's constructors are untyped; strict mypy would flag every widget.)
 """Sidebar controls: the user picker and the URL form of the category filter.
 
 User ids and category names are validated by sse_core (``parse_user_id``,

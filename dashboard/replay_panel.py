@@ -1,5 +1,3 @@
-# mypy: disable-error-code="no-untyped-call"
-# (Panel's and Bokeh's constructors are untyped; strict mypy would flag every widget.)
 """The replay panel: load what a client resuming after a ``Last-Event-ID`` would receive.
 
 Loading is an async callback (the live view keeps updating meanwhile); the result is shown in

@@ -1,5 +1,3 @@
-# mypy: disable-error-code="no-untyped-call"
-# (Panel's and Bokeh's constructors are untyped; strict mypy would flag every widget.)
 """The server entry point: ``ssewatch serve`` runs the dashboard at ``/`` with Panel.
 
 One :class:`~dashboard.backend.Backend` (Redis client, demo traffic) per process, shared by

@@ -1,5 +1,3 @@
-# mypy: disable-error-code="no-untyped-call"
-# (Panel's and Bokeh's constructors are untyped; strict mypy would flag every widget.)
 """The live part of the page, drawn from :class:`~dashboard.state.LiveState`.
 
 Bokeh models are created here and changed only through :meth:`LiveViews.apply`, which the app
