@@ -199,6 +199,21 @@ class ReplayPanel(Viewer):
         self.alert.object = alert_text(message)
         self.alert.visible = True
 
+    async def load_missed(
+        self, last_event_id: str | None = None, categories: list[str] | None = None
+    ) -> pd.DataFrame:
+        """What "Load missed events" does, from code (notebooks): returns the table shown.
+
+        Problems are shown in the panel's alert, as for a click; the table is then unchanged.
+        """
+        if last_event_id is not None:
+            self.use_event(str(last_event_id))
+        if categories is not None:
+            self.categories.value = list(categories)
+        await self._load()
+        frame: pd.DataFrame = self.table.value
+        return frame
+
     async def _load(self, _event: object = None) -> None:
         self.alert.visible = False
         text = (self.last_id.value_input or self.last_id.value or "").strip()
