@@ -37,19 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `tests` (the throwaway server) is not an installed package
 
+from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH  # noqa: E402
 from tests.support.redis_server import RedisServer, free_port  # noqa: E402
 
 BENCH_USER = UUID("3c1b9a52-8d3e-4f61-a7c2-5e9d0b4f6a18")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BATCH_SECONDS = 0.02
 
@@ -222,9 +213,7 @@ def run(args: argparse.Namespace) -> int:
     dashboard, url = start_dashboard(redis.url, log_path)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
+            browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1200})
             counter = UpdateCounter()
             page.on("websocket", counter.attach)

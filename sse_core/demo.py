@@ -227,20 +227,7 @@ class DemoTraffic:
         if rng.random() < 0.4:
             tool = rng.choice(["get_balances", "search_transactions", "forecast_cashflow"])
             yield T.AI_TOOL_EXECUTING, {"conversation_id": conversation, "tool": tool}
-        words = [
-            "your",
-            "spending",
-            "on",
-            "dining",
-            "fell",
-            "twelve",
-            "percent",
-            "this",
-            "month",
-            "while",
-            "savings",
-            "grew",
-        ]
+        words = _AI_WORDS
         chunks = rng.randrange(3, 12)
         for index in range(chunks):
             chunk = " ".join(rng.sample(words, 2))

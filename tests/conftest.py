@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from fakeredis import FakeAsyncRedis
+from playwright.async_api import Browser, async_playwright
 from redis.asyncio import Redis
 
+from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH
 from tests.support.redis_server import RedisServer
 
 
@@ -59,3 +61,16 @@ def own_redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Debian Chromium, driven by Playwright."""
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

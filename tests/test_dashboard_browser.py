@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from redis.asyncio import Redis
 
 from sse_core.categories import SSEEventCategory
@@ -33,16 +33,6 @@ from tests.support.redis_server import RedisServer, free_port
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DEADLINE = 20.0
 KEYS = SSEChannelKeys()
 TYPE_OF: dict[SSEEventCategory, SSEEventType] = {}
@@ -114,18 +104,6 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 from redis.asyncio import Redis
 from tornado.web import RequestHandler
 
@@ -25,16 +25,6 @@ from tests.support.sse_http import channel_subscribers, new_secret, tornado_serv
 
 pytestmark = [pytest.mark.redis, pytest.mark.browser]
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USER = UUID("c4a1e2b3-7d6f-4e5a-9b8c-0d1e2f3a4b5c")
 SECRET = new_secret()
 
@@ -66,18 +56,6 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_eventsource_reconnects_with_last_event_id_and_misses_nothing(
