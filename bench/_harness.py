@@ -5,7 +5,15 @@ Every figure is printed next to a baseline measured in the same run, because the
 shared and noisy: only ratios between neighbouring measurements mean anything.
 """
 
+# ruff: noqa: E402  (the repo root goes on sys.path before anything of ours is imported)
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Measure this checkout: `sse_core` and `tests` from the repo root, whatever is pip-installed.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import asyncio
 import datetime as dt
@@ -16,12 +24,10 @@ import platform
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -32,15 +38,12 @@ import redis.utils
 from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 from redis.asyncio import Redis
 
+import sse_core
 from sse_core.codec import encode_payload
 from sse_core.events import SSEEvent
 from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import SSEEventType
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `tests` (the throwaway server) is not an installed package
-from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.redis_server import RedisServer
 
 PAYLOAD_BYTES = 300
 BENCH_USER = UUID("5f0c3b7e-2a61-4d8b-9c4e-7a1d2e3f4b5c")
@@ -139,6 +142,19 @@ def header(title: str, server: RedisServer) -> None:
         f"redis-py {redis.__version__} (HIREDIS_AVAILABLE={redis.utils.HIREDIS_AVAILABLE}, "
         f"hiredis {hiredis.__version__}) | pydantic {pydantic.__version__}"
     )
+    print(f"sse_core from {Path(sse_core.__file__).parent} at {checkout()}")
+
+
+def checkout() -> str:
+    """The commit measured, marked when sse_core has uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    dirty = git("status", "--porcelain", "sse_core")
+    return commit + (" + local sse_core changes" if dirty else "")
 
 
 def _cpu_model() -> str:

@@ -1,0 +1,126 @@
+"""Codec cost per event: is decoding the bottleneck, and do orjson / Rust JSON parsing pay?
+
+Times (microseconds per call, best of repeats, no Redis) the codec functions the hot paths call,
+next to the alternatives someone would try, on the same ~300-byte sample event:
+
+* live delivery decodes a pub/sub payload: ``decode_payload`` (pydantic ``model_validate_json``,
+  Rust) vs stdlib ``json.loads`` alone (what the bare loop does) and ``orjson.loads`` +
+  ``model_validate``;
+* replay decodes stream entries: ``decode_fields`` vs the stdlib-json version it replaced
+  (``json.loads`` of the data field) and an orjson variant;
+* publish encodes: ``encode_payload`` / ``encode_fields`` vs ``json.dumps(to_dict())`` and
+  ``orjson.dumps``.
+
+    python3 bench/core_codec.py [--number 20000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import timeit
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from _harness import checkout, sample_event
+from pydantic import ValidationError
+
+from sse_core.codec import (
+    MalformedEvent,
+    decode_fields,
+    decode_payload,
+    encode_fields,
+    encode_payload,
+)
+from sse_core.events import SSEEvent
+
+try:
+    import orjson
+except ImportError:  # not a dependency: only measured when installed
+    orjson = None
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def decode_fields_stdlib(fields: Mapping[Any, Any]) -> SSEEvent:
+    """The previous ``decode_fields``: stdlib ``json.loads`` for the data field."""
+    record = {_text(k): _text(v) for k, v in fields.items()}
+    try:
+        data = json.loads(record.get("data", "{}"))
+        return SSEEvent.model_validate({**record, "data": data})
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise MalformedEvent(str(exc)) from None
+
+
+def decode_fields_orjson(fields: Mapping[Any, Any]) -> SSEEvent:
+    record = {_text(k): _text(v) for k, v in fields.items()}
+    record["data"] = orjson.loads(record.get("data", "{}"))
+    return SSEEvent.model_validate(record)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--number", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    event = sample_event(7)
+    payload = encode_payload(event)
+    flat = encode_fields(event)
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    assert decode_fields_stdlib(fields) == decode_fields(fields)
+
+    def us(run: Callable[[], object]) -> float:
+        best = min(timeit.repeat(run, number=args.number, repeat=args.repeats))
+        return best / args.number * 1e6
+
+    groups: list[tuple[str, list[tuple[str, Callable[[], object]]]]] = [
+        (
+            "live delivery: pub/sub payload -> event",
+            [
+                ("decode_payload (model_validate_json)", lambda: decode_payload(payload)),
+                ("json.loads only (bare loop, no event)", lambda: json.loads(payload)),
+                ("orjson.loads only (no event)", lambda: orjson.loads(payload)),
+                (
+                    "orjson.loads + model_validate",
+                    lambda: SSEEvent.model_validate(orjson.loads(payload)),
+                ),
+            ],
+        ),
+        (
+            "replay: stream entry -> event",
+            [
+                ("decode_fields (Rust JSON for data)", lambda: decode_fields(fields)),
+                ("stdlib json.loads for data (before)", lambda: decode_fields_stdlib(fields)),
+                ("orjson.loads for data", lambda: decode_fields_orjson(fields)),
+            ],
+        ),
+        (
+            "publish: event -> payload and stream fields",
+            [
+                ("encode_payload (model_dump_json)", lambda: encode_payload(event)),
+                ("json.dumps(to_dict())", lambda: json.dumps(event.to_dict()).encode()),
+                (
+                    "orjson.dumps(model_dump())",
+                    lambda: orjson.dumps(event.model_dump()),
+                ),
+                ("encode_fields", lambda: encode_fields(event)),
+            ],
+        ),
+    ]
+    print(f"== core codec: microseconds per call (best of {args.repeats} x {args.number:,}) ==")
+    version = orjson.__version__ if orjson is not None else "not installed (rows skipped)"
+    print(f"sse_core at {checkout()} | payload {len(payload)} bytes | orjson {version}")
+    for title, all_rows in groups:
+        rows = [(n, r) for n, r in all_rows if orjson is not None or "orjson" not in n]
+        print(f"\n-- {title} --")
+        base = us(rows[0][1])
+        print(f"{rows[0][0]:<42} {base:>8.2f} us   1.00x")
+        for name, run in rows[1:]:
+            value = us(run)
+            print(f"{name:<42} {value:>8.2f} us {value / base:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
