@@ -27,6 +27,7 @@ import pstats
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from _harness import (
     BENCH_USER,
@@ -53,6 +54,14 @@ WARMUP_INTERVAL = 0.1
 WARMUP_ATTEMPTS = 50
 RUN_TIMEOUT = 60.0  # seconds, one consumer run
 
+# Client configurations compared: the default (hiredis, RESP3 as redis-py 8 negotiates), the
+# pure-Python reply parser, and RESP2 (pub/sub messages are plain replies, not RESP3 pushes).
+CLIENT_SETUPS: dict[str, dict[str, Any]] = {
+    "hiredis": {"parser": "hiredis"},
+    "python": {"parser": "python"},
+    "hiredis+resp2": {"parser": "hiredis", "protocol": 2},
+}
+
 
 @dataclass
 class Outcome:
@@ -67,7 +76,7 @@ class Outcome:
 class Variant:
     name: str
     consumer: str  # "bare" | "sse"
-    parser: str  # "hiredis" | "python"
+    setup: str  # a key of CLIENT_SETUPS
     rates: list[float] = field(default_factory=list)
     outpaced: list[bool] = field(default_factory=list)
     dropped: int = 0
@@ -105,10 +114,10 @@ async def _warm_up(redis_client: Redis, first: asyncio.Future[object]) -> None:
     raise TimeoutError(f"the consumer got no message in {WARMUP_ATTEMPTS} attempts")
 
 
-async def consume_bare(url: str, parser: str, trigger: Trigger) -> Outcome:
+async def consume_bare(url: str, setup: str, trigger: Trigger) -> Outcome:
     """The issue's baseline: redis-py pub/sub, ``json.loads`` per message, nothing else."""
     count, target = 0, trigger.count
-    async with client(url, parser) as redis_client:
+    async with client(url, **CLIENT_SETUPS[setup]) as redis_client:
         pubsub = redis_client.pubsub()
         await pubsub.subscribe(CHANNEL)
         messages = pubsub.listen()
@@ -137,11 +146,11 @@ async def consume_bare(url: str, parser: str, trigger: Trigger) -> Outcome:
 
 
 async def consume_sse(
-    url: str, parser: str, trigger: Trigger, profiler: cProfile.Profile | None = None
+    url: str, setup: str, trigger: Trigger, profiler: cProfile.Profile | None = None
 ) -> Outcome:
     """``RedisSSESubscriber.subscribe`` (default queue size), events parsed into SSEEvents."""
     count, target = 0, trigger.count
-    async with client(url, parser) as redis_client:
+    async with client(url, **CLIENT_SETUPS[setup]) as redis_client:
         subscriber = RedisSSESubscriber(redis_client)
         events: AsyncIterator[object] = subscriber.subscribe(BENCH_USER)
         await _warm_up(redis_client, asyncio.ensure_future(anext(events)))
@@ -178,7 +187,7 @@ async def run_once(
     trigger = Trigger(publisher, count, method)
     consume = consume_bare if variant.consumer == "bare" else consume_sse
     async with asyncio.timeout(RUN_TIMEOUT):
-        outcome = await consume(url, variant.parser, trigger)
+        outcome = await consume(url, variant.setup, trigger)
     variant.rates.append(outcome.rate)
     variant.outpaced.append(outcome.publisher_seconds < outcome.consumer_seconds)
     variant.dropped += outcome.dropped
@@ -188,27 +197,59 @@ async def run_once(
 def report(method: str, variants: list[Variant], count: int) -> bool:
     by_name = {v.name: v for v in variants}
     print(f"\n-- {method}: {count:,} messages per repeat, {len(variants[0].rates)} repeats --")
-    print(f"{'consumer':<28} {'median msg/s':>13} {'repeats':>20}  {'vs bare (same parser)':>22}")
+    columns = f"{'median msg/s':>13} {'repeats':>20}  {'vs bare, same client':>21}"
+    print(f"{'consumer/client':<28} {columns}")
     ok = True
     for v in variants:
         rate = median(v.rates)
-        base = by_name[f"bare/{v.parser}"]
+        base = by_name[f"bare/{v.setup}"]
         ratio = rate / median(base.rates)
         note = ""
         if v.consumer == "sse":
             passed = ratio >= REQUIRED_RATIO and not v.lagged
-            ok = ok and (passed or v.parser != "hiredis")
+            ok = ok and (passed or v.setup != "hiredis")
             note = f"  (need >= {REQUIRED_RATIO:.2f}: {verdict(passed)})"
             note += f" dropped={v.dropped} lagged={v.lagged}"
-        print(f"{v.name:<28} {rate:>13,.0f} {spread(v.rates):>20}  {ratio:>21.2f}x{note}")
+        print(f"{v.name:<28} {rate:>13,.0f} {spread(v.rates):>20}  {ratio:>20.2f}x{note}")
     for consumer in ("bare", "sse"):
-        speedup = median(by_name[f"{consumer}/hiredis"].rates) / median(
-            by_name[f"{consumer}/python"].rates
+        rate = median(by_name[f"{consumer}/hiredis"].rates)
+        vs_python = rate / median(by_name[f"{consumer}/python"].rates)
+        resp2 = median(by_name[f"{consumer}/hiredis+resp2"].rates) / rate
+        print(
+            f"{consumer}: hiredis vs pure-Python parser {vs_python:.2f}x; "
+            f"RESP2 vs RESP3 (both hiredis) {resp2:.2f}x"
         )
-        print(f"hiredis speed-up for the {consumer} consumer: {speedup:.2f}x")
     outpaced = all(all(v.outpaced) for v in variants)
     print(f"publisher finished before the consumer in every repeat: {outpaced}")
     return ok and outpaced
+
+
+# Where a consumer's time goes, by who owns the code (cProfile own time, builtins by caller).
+PROFILE_BUCKETS = (
+    ("validate_json", "decode: pydantic-core model_validate_json (Rust)"),
+    ("sse_core/events.py", "decode: SSEEvent occurred_at validator (Python)"),
+    ("astimezone", "decode: SSEEvent occurred_at validator (Python)"),
+    ("sse_core/", "sse_core: hub dispatch, mailbox, subscriber generators"),
+    ("/logging/", "redis-py: logger.debug per message (hiredis push handler)"),
+    ("/redis/", "redis-py: get_message stack (parse, retry, handle_message)"),
+    ("hiredis", "hiredis: reply parsing"),
+    ("/asyncio/", "asyncio loop, socket reads"),
+    ("selectors", "asyncio loop, socket reads"),
+    ("epoll", "asyncio loop, socket reads"),
+    ("posix.read", "asyncio loop, socket reads"),
+    ("core_delivery", "bench: counting loop"),
+)
+
+
+def breakdown(stats: pstats.Stats) -> dict[str, float]:
+    shares: dict[str, float] = {}
+    raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    for (filename, _, function), (_, _, own, _, _) in raw.items():
+        where = f"{filename}:{function}"
+        label = next((lbl for key, lbl in PROFILE_BUCKETS if key in where), "other builtins")
+        shares[label] = shares.get(label, 0.0) + own
+    total = sum(shares.values())
+    return {label: own / total for label, own in sorted(shares.items(), key=lambda x: -x[1])}
 
 
 async def profile_sse(url: str, publisher: PublisherProcess, count: int) -> None:
@@ -217,9 +258,13 @@ async def profile_sse(url: str, publisher: PublisherProcess, count: int) -> None
     outcome = await consume_sse(url, "hiredis", trigger, profiler)
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
-    stats.print_stats(22)
+    stats.print_stats(15)
     print(f"\n-- cProfile of the sse consumer (backlog, {count:,} messages, ", end="")
-    print(f"{outcome.rate:,.0f} msg/s under the profiler), by own time --")
+    print(f"{outcome.rate:,.0f} msg/s under the profiler) --")
+    print("share of own time:")
+    for label, share in breakdown(stats).items():
+        print(f"  {share:>6.1%}  {label}")
+    print("top functions by own time:")
     print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
 
 
@@ -237,16 +282,15 @@ async def main() -> None:
         header("core delivery: one subscriber vs bare redis-py pub/sub + json.loads", server)
         async with client(server.url) as probe:
             print(f"parser in use by default clients: {await parser_in_use(probe)}")
-        print(f"payload {len(payloads[0])} bytes (median of {len(payloads)} distinct events)")
+        print(f"payload {len(payloads[0])} bytes ({len(payloads):,} distinct events, cycled)")
         methods = ["backlog", "live"] if args.method == "both" else [args.method]
         ok = True
         with PublisherProcess(server.url, CHANNEL, payloads) as publisher:
             for method in methods:
                 variants = [
-                    Variant("bare/hiredis", "bare", "hiredis"),
-                    Variant("sse/hiredis", "sse", "hiredis"),
-                    Variant("bare/python", "bare", "python"),
-                    Variant("sse/python", "sse", "python"),
+                    Variant(f"{consumer}/{setup}", consumer, setup)
+                    for setup in CLIENT_SETUPS
+                    for consumer in ("bare", "sse")
                 ]
                 for repeat in range(args.repeats):
                     if repeat and budget.left() < 0:
