@@ -84,12 +84,14 @@ async def main() -> None:
     budget = Budget(args.budget)
     with bench_server() as server:
         header("core replay: seek to Last-Event-ID vs full-stream scan", server)
-        async with client(server.url) as redis_client:
-            print(f"parser in use: {await parser_in_use(redis_client)}")
+        async with client(server.url) as redis_client, client(server.url, "python") as slow:
+            parsers = f"{await parser_in_use(redis_client)}, {await parser_in_use(slow)}"
+            print(f"parsers in use: {parsers} (for the last line)")
             publisher = RedisSSEPublisher(
                 redis_client, enable_retention=True, retention_max_len=2 * sizes[-1]
             )
             subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
+            slow_subscriber = RedisSSESubscriber(slow, enable_retention=True)
             events: list[SSEEvent] = []
             print(
                 f"\n{'retained':>9} {'missed':>7} {'replay ms':>10} {'get_missed':>11} "
@@ -107,6 +109,8 @@ async def main() -> None:
                     "missed": [],
                     "scan": [],
                     "raw": [],
+                    "replay_py": [],
+                    "scan_py": [],
                 }
                 for repeat in range(args.repeats):
                     if repeat and budget.spent():
@@ -123,7 +127,12 @@ async def main() -> None:
                         raise RuntimeError("full scan returned the wrong events")
                     ms, _ = await timed(lambda: raw_seek(redis_client, last))  # noqa: B023
                     samples["raw"].append(ms)
-                m = {name: median(values) for name, values in samples.items()}
+                    if size == sizes[-1]:  # the same, on a client with the pure-Python parser
+                        ms, _ = await timed(lambda: slow_subscriber.replay(BENCH_USER, last))  # noqa: B023
+                        samples["replay_py"].append(ms)
+                        ms, _ = await timed(lambda: full_scan(slow, last))  # noqa: B023
+                        samples["scan_py"].append(ms)
+                m = {name: median(values) for name, values in samples.items() if values}
                 fraction = m["replay"] / m["scan"]
                 note = ""
                 if size == sizes[-1]:
@@ -138,6 +147,11 @@ async def main() -> None:
             print(
                 f"(ms, medians of {args.repeats} repeats; 'raw XRANGE' = the entries from the "
                 "seek position, not decoded)"
+            )
+            print(
+                f"pure-Python parser at {sizes[-1]:,}: replay {m['replay_py']:.2f} ms "
+                f"({m['replay_py'] / m['replay']:.2f}x hiredis), full scan {m['scan_py']:.2f} ms "
+                f"({m['scan_py'] / m['scan']:.2f}x hiredis)"
             )
         print(f"\nrequirement (replay <= 1/20 of a full scan at {sizes[-1]:,}): {verdict(ok)}")
 
