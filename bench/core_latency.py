@@ -12,7 +12,7 @@ consumer takes the clock again when the event reaches it. Four pairings separate
 Percentiles are per repeat (the first 100 events of each are a warm-up and are dropped); the
 table shows their medians over repeats.
 
-    python3 bench/core_latency.py [--events 2000] [--rate 1000] [--repeats 3] [--budget 90]
+    python3 bench/core_latency.py [--events 2000] [--rate 1000] [--repeats 5] [--budget 90]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000, help="per repeat")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--budget", type=float, default=90.0, help="seconds, whole script")
     args = parser.parse_args()
     budget = Budget(args.budget)
