@@ -128,6 +128,9 @@ class SubscriptionHub:
         # Waiters whose PING was lost with a connection; released when the resync completes.
         self._stranded: list[asyncio.Future[None]] = []
         self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+        # Pending while a reconnect's resubscription is unconfirmed (see resynced()).
+        self._resync: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.state = ConnectionState.IDLE
         self.reconnects = 0
         self.malformed = 0
@@ -138,28 +141,28 @@ class SubscriptionHub:
 
     async def attach(self, sub: Subscription) -> None:
         """Register ``sub`` and return once its channels are live on the server."""
-        async with self._lock:
-            if self._pubsub is None:
-                await self._open()
-            assert self._pubsub is not None
-            new = [ch for ch in sub.channels if ch not in self._by_channel]
-            for ch in sub.channels:
-                self._by_channel.setdefault(ch, []).append(sub)
-            confirmed = asyncio.get_running_loop().create_future()
-            try:
-                if new:
-                    await self._pubsub.subscribe(*new)
-                # Queue the waiter before sending: the reader may see the pong before the
-                # send returns.
-                self._pings.append(confirmed)
-                await self._pubsub.ping()
-            except _CONNECTION_ERRORS:
-                # The reader reconnects, resubscribes everything and then releases this waiter.
-                if confirmed in self._pings:
-                    self._pings.remove(confirmed)
-                self._stranded.append(confirmed)
-                self._log.info("subscribe deferred until Redis is reachable again")
+        confirmed = asyncio.get_running_loop().create_future()
         try:
+            async with self._lock:
+                if self._pubsub is None:
+                    await self._open()
+                assert self._pubsub is not None
+                new = [ch for ch in sub.channels if ch not in self._by_channel]
+                for ch in sub.channels:
+                    self._by_channel.setdefault(ch, []).append(sub)
+                try:
+                    if new:
+                        await self._pubsub.subscribe(*new)
+                    # Queue the waiter before sending: the reader may see the pong before the
+                    # send returns.
+                    self._pings.append(confirmed)
+                    await self._pubsub.ping()
+                except _CONNECTION_ERRORS:
+                    # The reader reconnects, resubscribes everything, then releases this waiter.
+                    if confirmed in self._pings:
+                        self._pings.remove(confirmed)
+                    self._stranded.append(confirmed)
+                    self._log.info("subscribe deferred until Redis is reachable again")
             await confirmed
         except BaseException:
             await self.detach(sub)
@@ -199,6 +202,8 @@ class SubscriptionHub:
     async def _close(self) -> None:
         reader, pubsub = self._reader, self._pubsub
         self._reader = self._pubsub = None
+        if pubsub is not None and pubsub.connection is not None:
+            pubsub.connection.deregister_connect_callback(self._on_reconnect)
         if reader is not None:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -210,11 +215,35 @@ class SubscriptionHub:
                 future.cancel()
         self._pings.clear()
         self._stranded.clear()
+        self._end_resync()
         self.state = ConnectionState.IDLE
 
     async def _on_reconnect(self, connection: Any) -> None:
-        """Called by redis-py after the pub/sub connection is re-established."""
-        asyncio.get_running_loop().create_task(self._resubscribe_all())
+        """Called by redis-py after the pub/sub connection is re-established.
+
+        RESYNC is queued now, before any message read from the new connection, so a consumer
+        replays from the last event it got *before* the drop; it waits for :meth:`resynced`.
+        """
+        if self._pubsub is None or self._pubsub.connection is not connection:
+            return  # a pooled connection that was ours before the hub went idle
+        loop = asyncio.get_running_loop()
+        if self._resync is None or self._resync.done():
+            self._resync = loop.create_future()
+        for sub in {id(s): s for subs in self._by_channel.values() for s in subs}.values():
+            sub.mailbox.signal(RESYNC)
+        # Keep a reference: the loop only holds tasks weakly.
+        task = loop.create_task(self._resubscribe_all())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def resynced(self) -> None:
+        """Return once every channel is confirmed live again after the latest reconnect."""
+        if self._resync is not None and not self._resync.done():
+            await asyncio.shield(self._resync)
+
+    def _end_resync(self) -> None:
+        if self._resync is not None and not self._resync.done():
+            self._resync.set_result(None)
 
     async def _resubscribe_all(self) -> None:
         async with self._lock:
@@ -271,8 +300,7 @@ class SubscriptionHub:
             if not future.done():
                 future.set_result(None)
         self._stranded.clear()
-        for sub in {id(s): s for subs in self._by_channel.values() for s in subs}.values():
-            sub.mailbox.signal(RESYNC)
+        self._end_resync()
 
     def _dispatch(self, channel: str, payload: Any) -> None:
         subs = self._by_channel.get(channel)

@@ -31,8 +31,9 @@ local key = KEYS[1]
 local id = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[4], ARGV[3] .. '-*', unpack(ARGV, 7))
 if type(id) == 'table' and id.err then
   local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  local top_ms = string.match(top[1][1], '^(%d+)-')
-  id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[4], top_ms .. '-*', unpack(ARGV, 7))
+  local next_id = '*'  -- emptied stream (XTRIM/XDEL): '*' is never below its last id
+  if top[1] then next_id = string.match(top[1][1], '^(%d+)-') .. '-*' end
+  id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[4], next_id, unpack(ARGV, 7))
 end
 redis.call('XTRIM', key, 'MINID', '~', ARGV[5])
 redis.call('PEXPIRE', key, ARGV[6])
@@ -159,14 +160,24 @@ class RedisSSEPublisher:
             d = deliveries[0]
             await self._script(keys=[d.stream], args=self._script_args(d))
             return
+        todo = list(deliveries)
         for attempt in (1, 2):
             pipe = self._redis.pipeline(transaction=False)
-            for d in deliveries:
+            for d in todo:
                 pipe.evalsha(self._script.sha, 1, d.stream, *self._script_args(d))
-            try:
-                await pipe.execute()
+            results = await pipe.execute(raise_on_error=False)
+            # Calls that ran must not run again (that would append and publish them twice).
+            missing = [
+                d for d, r in zip(todo, results, strict=True) if isinstance(r, NoScriptError)
+            ]
+            failed = [
+                r for r in results if isinstance(r, Exception) and not isinstance(r, NoScriptError)
+            ]
+            if failed:
+                raise failed[0]
+            if not missing:
                 return
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self._redis.script_load(PUBLISH_SCRIPT)
+            if attempt == 2:
+                raise NoScriptError("publish script missing after SCRIPT LOAD")
+            await self._redis.script_load(PUBLISH_SCRIPT)
+            todo = missing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -46,12 +47,16 @@ class RetentionReader:
         keys: SSEChannelKeys,
         logger: logging.Logger | None = None,
         on_malformed: Callable[[], None] | None = None,
+        *,
+        ttl_ms: int | None = None,
     ) -> None:
         self._redis = redis_client
         self._keys = keys
         self._log = logger or logging.getLogger(__name__)
         self._on_malformed = on_malformed
         self.malformed = 0
+        # Retention only vouches for its TTL: past it, a whole idle stream may have expired.
+        self._ttl_ms = ttl_ms
 
     async def read(self, user_id: UUID, start: StreamId) -> list[StreamSlice]:
         """Slices of the user's and the broadcast stream from ``start`` on."""
@@ -91,11 +96,22 @@ class RetentionReader:
         user_id: UUID,
         last_event_id: UUID,
         categories: frozenset[SSEEventCategory] = frozenset(),
+        *,
+        last_ms: int | None = None,
     ) -> Replay:
-        """Everything retained after ``last_event_id``, and whether that covers the gap."""
-        last_ms = uuid7_time_ms(last_event_id)
+        """Everything retained after ``last_event_id``, and whether that covers the gap.
+
+        ``last_ms`` is the event's :attr:`~SSEEvent.time_ms` when known (required for ids that
+        are not UUIDv7); otherwise it is read from the UUIDv7.
+        """
+        if last_ms is None:
+            last_ms = uuid7_time_ms(last_event_id)
         slices = await self.read(user_id, (last_ms, 0))
-        return select_after(last_event_id, last_ms, slices, categories)
+        replay = select_after(last_event_id, last_ms, slices, categories)
+        now_ms = time.time_ns() // 1_000_000
+        if replay.complete and self._ttl_ms is not None and last_ms < now_ms - self._ttl_ms:
+            return Replay(replay.events, complete=False)
+        return replay
 
     async def history(
         self,

@@ -17,7 +17,7 @@ from sse_core.categories import SSEEventCategory, validate_categories
 from sse_core.events import SSEEvent
 from sse_core.handover import HandOver
 from sse_core.hub import _CONNECTION_ERRORS, ConnectionStatus, Subscription, SubscriptionHub
-from sse_core.ids import parse_event_id, parse_user_id
+from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
 from sse_core.replay import Replay
@@ -79,6 +79,7 @@ class RedisSSESubscriber:
         *,
         keys: SSEChannelKeys | None = None,
         queue_size: int = 1000,
+        retention_ttl_seconds: int = 3600,
     ) -> None:
         self._redis = redis_client
         self.enable_retention = enable_retention
@@ -86,7 +87,13 @@ class RedisSSESubscriber:
         self.keys = keys or SSEChannelKeys()
         self.queue_size = queue_size
         self.stats = SubscriberStats()
-        self.retention = RetentionReader(redis_client, self.keys, self._log, self._count_malformed)
+        self.retention = RetentionReader(
+            redis_client,
+            self.keys,
+            self._log,
+            self._count_malformed,
+            ttl_ms=retention_ttl_seconds * 1000,
+        )
         self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
 
     # -- the protocol -------------------------------------------------------------------------
@@ -171,13 +178,17 @@ class RedisSSESubscriber:
         started_ms = time.time_ns() // 1_000_000
         handover = HandOver()
         pending: Signal | None = RESUME if last is not None else None
+        last_ms = None if last is None else uuid7_time_ms(last)
         try:
             while True:
                 if pending is not None:
-                    async for caught in self._catch_up(uid, allowed, last, started_ms, pending):
+                    if pending is RESYNC:
+                        await hub.resynced()
+                    catching_up = self._catch_up(uid, allowed, last, last_ms, started_ms, pending)
+                    async for caught in catching_up:
                         if isinstance(caught, SSEEvent):
                             handover.begin((caught.event_id,))
-                            last = caught.event_id
+                            last, last_ms = caught.event_id, caught.time_ms
                         yield caught
                     pending = None
                 item = await sub.mailbox.get()
@@ -185,7 +196,7 @@ class RedisSSESubscriber:
                     pending = item
                 elif handover.admit(item):
                     self.stats.delivered += 1
-                    last = item.event_id
+                    last, last_ms = item.event_id, item.time_ms
                     yield item
                 else:
                     self.stats.duplicates += 1
@@ -210,6 +221,7 @@ class RedisSSESubscriber:
         user_id: UUID,
         allowed: frozenset[SSEEventCategory],
         last: UUID | None,
+        last_ms: int | None,
         started_ms: int,
         signal: Signal,
     ) -> AsyncIterator[SSEEvent | StreamGap]:
@@ -222,10 +234,10 @@ class RedisSSESubscriber:
         failures = 0
         while True:
             try:
-                if last is None:
+                if last is None or last_ms is None:
                     replay = await self.retention.since(user_id, started_ms, allowed)
                 else:
-                    replay = await self.retention.replay(user_id, last, allowed)
+                    replay = await self.retention.replay(user_id, last, allowed, last_ms=last_ms)
                 break
             except _CONNECTION_ERRORS:
                 failures += 1
