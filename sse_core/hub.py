@@ -64,7 +64,7 @@ class DeliveryCounters(Protocol):
 class Subscription:
     """One consumer's interest: its channels, its category filter and its mailbox."""
 
-    __slots__ = ("categories", "channels", "mailbox", "stats")
+    __slots__ = ("_sources", "categories", "channels", "mailbox", "stats")
 
     def __init__(
         self,
@@ -75,11 +75,16 @@ class Subscription:
     ) -> None:
         self.channels = tuple(channels)
         self.categories = categories
-        self.mailbox: Mailbox[SSEEvent] = Mailbox(capacity)
+        # Items carry the index of the channel (= stream) they came from: recoveries replay
+        # each stream after the last event the consumer got from it.
+        self.mailbox: Mailbox[tuple[int, SSEEvent]] = Mailbox(capacity)
         self.stats = stats
+        self._sources = {channel: index for index, channel in enumerate(self.channels)}
 
-    def offer(self, event: SSEEvent) -> None:
-        if matches_categories(event, self.categories) and not self.mailbox.put(event):
+    def offer(self, channel: str, event: SSEEvent) -> None:
+        if not matches_categories(event, self.categories):
+            return
+        if not self.mailbox.put((self._sources[channel], event)):
             self.stats.dropped += 1
 
 
@@ -315,4 +320,4 @@ class SubscriptionHub:
             self._log.warning("skipped malformed message on %s: %s", channel, exc)
             return
         for sub in subs:
-            sub.offer(event)
+            sub.offer(channel, event)

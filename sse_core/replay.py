@@ -8,7 +8,7 @@ so the position of an event is found by starting at its millisecond, not by scan
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -60,48 +60,112 @@ class Replay:
     complete: bool
 
 
+Cursor = tuple[int, UUID]  # (time ms, id) of the last event a consumer got from one stream
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a consumer stands, for replaying what it has not got yet.
+
+    ``anchor_ms`` / ``anchor_id`` is where it started: a client's ``Last-Event-ID`` (found in
+    whichever stream holds it), or just a time when ``anchor_id`` is ``None``. ``cursors`` holds,
+    per stream (user, broadcast), the last event it got from that stream since then. A cursor
+    is exact even when events of both streams share a millisecond, which one position merged
+    across streams is not.
+    """
+
+    anchor_ms: int
+    anchor_id: UUID | None = None
+    cursors: tuple[Cursor | None, ...] = ()
+
+    def cursor(self, index: int) -> Cursor | None:
+        return self.cursors[index] if index < len(self.cursors) else None
+
+    def start(self, index: int) -> StreamId:
+        """Where to start reading a stream: its cursor's millisecond, or the anchor's."""
+        cursor = self.cursor(index)
+        return (cursor[0] if cursor else self.anchor_ms, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedReplay:
+    """A replay whose events say which stream (index into the slices) they came from."""
+
+    events: list[tuple[int, SSEEvent]]
+    complete: bool
+
+    def public(self) -> Replay:
+        return Replay([event for _, event in self.events], self.complete)
+
+
+def _key(entry: RetainedEvent) -> tuple[int, int]:
+    return entry.stream_id[0], entry.event.event_id.int
+
+
 def merge_in_publication_order(*slices: StreamSlice) -> list[RetainedEvent]:
     """Interleave a user's stream and the broadcast stream by time, keeping each stream's order.
 
     Ties within a millisecond across streams are broken by event id (UUIDv7, creation order).
     """
-    return list(
-        heapq.merge(
-            *(s.entries for s in slices), key=lambda e: (e.stream_id[0], e.event.event_id.int)
-        )
-    )
+    return list(heapq.merge(*(s.entries for s in slices), key=_key))
+
+
+def select_resume(
+    position: Position,
+    slices: Sequence[StreamSlice],
+    categories: frozenset[SSEEventCategory] = frozenset(),
+) -> SourcedReplay:
+    """What a consumer at ``position`` has not got yet, from slices read at ``start(i)``.
+
+    Without an ``anchor_id`` the anchor is inclusive: events from ``anchor_ms`` on.
+    """
+    anchor_key = (position.anchor_ms, position.anchor_id.int if position.anchor_id else -1)
+    anchor_found = position.anchor_id is None
+    anchor_needed = False
+    complete = True
+    taken: list[list[tuple[int, RetainedEvent]]] = []
+    for index, s in enumerate(slices):
+        cursor = position.cursor(index)
+        anchor_id = position.anchor_id
+        if cursor is None and anchor_id is not None and _find(s, anchor_id) is not None:
+            cursor, anchor_found = (position.anchor_ms, anchor_id), True
+        if cursor is not None:
+            found = _find(s, cursor[1])
+            if found is None:
+                after = [e for e in s.entries if _key(e) > (cursor[0], cursor[1].int)]
+                complete = False
+            else:
+                after = s.entries[found + 1 :]
+        else:
+            anchor_needed = True
+            after = [e for e in s.entries if _key(e) > anchor_key]
+            complete = complete and s.covers((position.anchor_ms, 0))
+        taken.append([(index, e) for e in after])
+    if anchor_needed and not anchor_found:
+        complete = False
+    merged = heapq.merge(*taken, key=lambda pair: _key(pair[1]))
+    events = [(i, e.event) for i, e in merged if matches_categories(e.event, categories)]
+    return SourcedReplay(events, complete)
+
+
+def _find(s: StreamSlice, event_id: UUID) -> int | None:
+    return next((i for i, e in enumerate(s.entries) if e.event.event_id == event_id), None)
 
 
 def select_after(
     last_event_id: UUID,
     last_ms: int,
-    slices: Iterable[StreamSlice],
+    slices: Sequence[StreamSlice],
     categories: frozenset[SSEEventCategory] = frozenset(),
 ) -> Replay:
     """Events after ``last_event_id`` from slices read starting at its millisecond."""
-    slices = list(slices)
-    merged = merge_in_publication_order(*slices)
-    position = next((i for i, e in enumerate(merged) if e.event.event_id == last_event_id), None)
-    if position is None:
-        key = (last_ms, last_event_id.int)
-        after = [e for e in merged if (e.stream_id[0], e.event.event_id.int) > key]
-        complete = False
-    else:
-        after = merged[position + 1 :]
-        holder = next(
-            s for s in slices if any(e.event.event_id == last_event_id for e in s.entries)
-        )
-        complete = all(s.covers((last_ms, 0)) for s in slices if s is not holder)
-    return Replay([e.event for e in after if matches_categories(e.event, categories)], complete)
+    return select_resume(Position(last_ms, last_event_id), slices, categories).public()
 
 
 def select_since(
     start_ms: int,
-    slices: Iterable[StreamSlice],
+    slices: Sequence[StreamSlice],
     categories: frozenset[SSEEventCategory] = frozenset(),
 ) -> Replay:
     """Events from ``start_ms`` on (slices read from that millisecond), in publication order."""
-    slices = list(slices)
-    merged = merge_in_publication_order(*slices)
-    complete = all(s.covers((start_ms, 0)) for s in slices)
-    return Replay([e.event for e in merged if matches_categories(e.event, categories)], complete)
+    return select_resume(Position(start_ms), slices, categories).public()

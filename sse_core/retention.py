@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -18,13 +18,15 @@ from sse_core.events import SSEEvent
 from sse_core.ids import uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.replay import (
+    Position,
     Replay,
     RetainedEvent,
+    SourcedReplay,
     StreamId,
     StreamSlice,
     format_stream_id,
     parse_stream_id,
-    select_after,
+    select_resume,
     select_since,
 )
 
@@ -58,11 +60,11 @@ class RetentionReader:
         # Retention only vouches for its TTL: past it, a whole idle stream may have expired.
         self._ttl_ms = ttl_ms
 
-    async def read(self, user_id: UUID, start: StreamId) -> list[StreamSlice]:
-        """Slices of the user's and the broadcast stream from ``start`` on."""
+    async def read(self, user_id: UUID, starts: Sequence[StreamId]) -> list[StreamSlice]:
+        """Slices of the user's and the broadcast stream, each from its start id on."""
         names = [self._keys.user_stream(user_id), self._keys.broadcast_stream()]
         pipe = self._redis.pipeline(transaction=True)
-        for name in names:
+        for name, start in zip(names, starts, strict=True):
             pipe.xinfo_stream(name)
             pipe.xrange(name, min=format_stream_id(start), max="+")
         results = await pipe.execute(raise_on_error=False)
@@ -96,21 +98,24 @@ class RetentionReader:
         user_id: UUID,
         last_event_id: UUID,
         categories: frozenset[SSEEventCategory] = frozenset(),
-        *,
-        last_ms: int | None = None,
     ) -> Replay:
-        """Everything retained after ``last_event_id``, and whether that covers the gap.
+        """Everything retained after ``last_event_id``, and whether that covers the gap."""
+        position = Position(uuid7_time_ms(last_event_id), last_event_id)
+        return (await self.resume(user_id, position, categories)).public()
 
-        ``last_ms`` is the event's :attr:`~SSEEvent.time_ms` when known (required for ids that
-        are not UUIDv7); otherwise it is read from the UUIDv7.
-        """
-        if last_ms is None:
-            last_ms = uuid7_time_ms(last_event_id)
-        slices = await self.read(user_id, (last_ms, 0))
-        replay = select_after(last_event_id, last_ms, slices, categories)
+    async def resume(
+        self,
+        user_id: UUID,
+        position: Position,
+        categories: frozenset[SSEEventCategory] = frozenset(),
+    ) -> SourcedReplay:
+        """What a consumer at ``position`` has not got yet; reads only from its positions on."""
+        starts = [position.start(0), position.start(1)]
+        replay = select_resume(position, await self.read(user_id, starts), categories)
+        oldest_ms = min(ms for ms, _ in starts)
         now_ms = time.time_ns() // 1_000_000
-        if replay.complete and self._ttl_ms is not None and last_ms < now_ms - self._ttl_ms:
-            return Replay(replay.events, complete=False)
+        if replay.complete and self._ttl_ms is not None and oldest_ms < now_ms - self._ttl_ms:
+            return SourcedReplay(replay.events, complete=False)
         return replay
 
     async def history(
@@ -132,7 +137,7 @@ class RetentionReader:
         categories: frozenset[SSEEventCategory] = frozenset(),
     ) -> Replay:
         """Retained events from ``start_ms`` on, and whether retention still holds all of them."""
-        return select_since(start_ms, await self.read(user_id, (start_ms, 0)), categories)
+        return select_since(start_ms, await self.read(user_id, [(start_ms, 0)] * 2), categories)
 
     async def users(self) -> list[UUID]:
         """Users that have retained events (``SCAN``, never ``KEYS``)."""

@@ -20,7 +20,7 @@ from sse_core.hub import _CONNECTION_ERRORS, ConnectionStatus, Subscription, Sub
 from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
-from sse_core.replay import Replay
+from sse_core.replay import Cursor, Position, Replay
 from sse_core.retention import RetentionReader
 
 GapReason = Literal["resume", "lagged", "reconnected"]
@@ -175,29 +175,37 @@ class RedisSSESubscriber:
         channels = (self.keys.user_channel(uid), self.keys.broadcast_channel())
         sub = Subscription(channels, allowed, self.queue_size, self.stats)
         hub = await self._attach(sub)
-        started_ms = time.time_ns() // 1_000_000
+        # Where this consumer stands: where it started, and per stream the last event it got.
+        anchor_id = last
+        anchor_ms = uuid7_time_ms(last) if last is not None else time.time_ns() // 1_000_000
+        cursors: list[Cursor | None] = [None] * len(channels)
         handover = HandOver()
         pending: Signal | None = RESUME if last is not None else None
-        last_ms = None if last is None else uuid7_time_ms(last)
         try:
             while True:
                 if pending is not None:
                     if pending is RESYNC:
                         await hub.resynced()
-                    catching_up = self._catch_up(uid, allowed, last, last_ms, started_ms, pending)
-                    async for caught in catching_up:
+                    position = Position(anchor_ms, anchor_id, tuple(cursors))
+                    async for source, caught in self._catch_up(
+                        uid, allowed, position, last, pending
+                    ):
                         if isinstance(caught, SSEEvent):
                             handover.begin((caught.event_id,))
-                            last, last_ms = caught.event_id, caught.time_ms
+                            cursors[source] = (caught.time_ms, caught.event_id)
+                            last = caught.event_id
                         yield caught
                     pending = None
                 item = await sub.mailbox.get()
                 if isinstance(item, Signal):
                     pending = item
-                elif handover.admit(item):
+                    continue
+                source, event = item
+                if handover.admit(event):
                     self.stats.delivered += 1
-                    last, last_ms = item.event_id, item.time_ms
-                    yield item
+                    cursors[source] = (event.time_ms, event.event_id)
+                    last = event.event_id
+                    yield event
                 else:
                     self.stats.duplicates += 1
         finally:
@@ -220,33 +228,29 @@ class RedisSSESubscriber:
         self,
         user_id: UUID,
         allowed: frozenset[SSEEventCategory],
+        position: Position,
         last: UUID | None,
-        last_ms: int | None,
-        started_ms: int,
         signal: Signal,
-    ) -> AsyncIterator[SSEEvent | StreamGap]:
-        """Replay after ``last`` (or since the subscription started, if nothing was delivered)."""
+    ) -> AsyncIterator[tuple[int, SSEEvent | StreamGap]]:
+        """Replay what the consumer at ``position`` has not got, each event with its stream."""
         reason = _GAP_REASONS[signal]
         if not self.enable_retention:
             self.stats.gaps += 1
-            yield StreamGap(reason, last)
+            yield -1, StreamGap(reason, last)
             return
         failures = 0
         while True:
             try:
-                if last is None or last_ms is None:
-                    replay = await self.retention.since(user_id, started_ms, allowed)
-                else:
-                    replay = await self.retention.replay(user_id, last, allowed, last_ms=last_ms)
+                replay = await self.retention.resume(user_id, position, allowed)
                 break
             except _CONNECTION_ERRORS:
                 failures += 1
                 await asyncio.sleep(self._backoff.compute(failures))
         if not replay.complete:
             self.stats.gaps += 1
-            yield StreamGap(reason, last)
+            yield -1, StreamGap(reason, last)
         elif signal is not RESUME:
             self.stats.recoveries += 1
-        for event in replay.events:
+        for source, event in replay.events:
             self.stats.replayed += 1
-            yield event
+            yield source, event

@@ -265,7 +265,7 @@ async def test_resume_hands_over_to_live_without_gap_or_duplicate(
     for event in missed:
         await publisher.publish(event)
     during = [_event(user, i=3), _event(user, i=4)]
-    real_replay = subscriber.retention.replay
+    real_replay = subscriber.retention.resume
 
     async def replay_with_traffic(*args: Any, **kwargs: Any) -> Any:
         # Published after the live subscription is confirmed and before the snapshot: these
@@ -275,7 +275,7 @@ async def test_resume_hands_over_to_live_without_gap_or_duplicate(
         await publisher.publish(during[1])  # after the snapshot: live only
         return result
 
-    monkeypatch.setattr(subscriber.retention, "replay", replay_with_traffic)
+    monkeypatch.setattr(subscriber.retention, "resume", replay_with_traffic)
     collector = Collector(subscriber.subscribe(user, last_event_id=seen.event_id))
     got = await collector.wait_for(4)
     after = _event(user, i=5)

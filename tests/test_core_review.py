@@ -40,7 +40,7 @@ async def test_resume_with_a_category_filter_hands_over_both_streams_exactly_onc
     await publisher.publish(seen)
     await publisher.publish(_event(user, "ai.response.chunk", i=-1))  # filtered out
     await publisher.broadcast(_event(user, "security.password.changed", i=1))
-    real_replay = subscriber.retention.replay
+    real_replay = subscriber.retention.resume
 
     async def replay_with_traffic(*args: Any, **kwargs: Any) -> Any:
         # Between the confirmed subscription and the snapshot (both live and replayed) ...
@@ -52,7 +52,7 @@ async def test_resume_with_a_category_filter_hands_over_both_streams_exactly_onc
         await publisher.broadcast(_event(user, "security.password.changed", i=4))
         return result
 
-    monkeypatch.setattr(subscriber.retention, "replay", replay_with_traffic)
+    monkeypatch.setattr(subscriber.retention, "resume", replay_with_traffic)
     collector = Collector(
         subscriber.subscribe(user, categories=["security"], last_event_id=seen.event_id)
     )

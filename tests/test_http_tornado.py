@@ -402,7 +402,7 @@ async def test_response_ends_after_max_events_and_client_can_resume(
 
 
 async def test_stream_ends_when_its_token_expires(redis: Redis) -> None:
-    short = TokenSigner(SECRET).mint(ALICE, ttl_seconds=1)
+    short = TokenSigner(SECRET).mint(ALICE, ttl_seconds=2)  # whole seconds: valid for 1-2 s
     async with serve(redis) as (base, _), httpx.AsyncClient(timeout=10) as client:
         headers = {"Authorization": f"Bearer {short}"}
         async with aconnect_sse(client, "GET", f"{base}/events", headers=headers) as source:

@@ -11,11 +11,13 @@ from sse_core import SSEEvent, SSEEventCategory, uuid7
 from sse_core.handover import HandOver
 from sse_core.mailbox import OVERFLOW, RESYNC, Mailbox
 from sse_core.replay import (
+    Position,
     RetainedEvent,
     StreamSlice,
     merge_in_publication_order,
     parse_stream_id,
     select_after,
+    select_resume,
     select_since,
 )
 
@@ -148,3 +150,43 @@ def test_handover_releases_memory_once_live_is_past_the_snapshot() -> None:
 
 def test_event_id_zero_is_not_a_uuid7() -> None:
     assert UUID(int=0).version is None
+
+
+def test_cursors_replay_each_stream_after_its_own_last_event() -> None:
+    # Two publishers in one millisecond: the broadcast's id sorts before the user events'.
+    u1, u2 = _event(12_000), _event(12_000)
+    shout = SSEEvent(
+        event_id=UUID(int=u1.event_id.int - (1 << 70)), event_type="ai.response.chunk", user_id=USER
+    )
+    user, broadcast = _slice(u1, u2), _slice(shout)
+    # The consumer got u1 only: one merged position would drop the broadcast (it sorts first).
+    got_u1 = Position(11_000, cursors=((u1.time_ms, u1.event_id), None))
+    assert sorted(select_resume(got_u1, [user, broadcast]).events, key=lambda p: p[0]) == [
+        (0, u2),
+        (1, shout),
+    ]
+    # The consumer got the broadcast and u1: nothing is repeated.
+    got_both = Position(
+        11_000, cursors=((u1.time_ms, u1.event_id), (shout.time_ms, shout.event_id))
+    )
+    replay = select_resume(got_both, [user, broadcast])
+    assert replay.events == [(0, u2)]
+    assert replay.complete
+
+
+def test_cursor_no_longer_retained_is_incomplete() -> None:
+    gone, kept = _event(13_000), _event(13_005)
+    position = Position(12_000, cursors=((gone.time_ms, gone.event_id), None))
+    replay = select_resume(position, [_slice(kept, trimmed=True), _slice()])
+    assert replay.events == [(0, kept)]
+    assert replay.complete is False
+
+
+def test_resume_anchor_becomes_the_cursor_of_the_stream_holding_it() -> None:
+    anchor, u2 = _event(14_000), _event(14_010)
+    b1 = _event(14_005)
+    replay = select_resume(Position(14_000, anchor.event_id), [_slice(anchor, u2), _slice(b1)])
+    assert replay.events == [(1, b1), (0, u2)]
+    assert replay.complete
+    lost = select_resume(Position(14_000, uuid7(now_ms=14_000)), [_slice(anchor, u2), _slice(b1)])
+    assert lost.complete is False
