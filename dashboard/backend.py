@@ -83,21 +83,10 @@ class Backend:
         return dict(DEMO_NAMES)
 
     def subscriber(self) -> RedisSSESubscriber:
-        return RedisSSESubscriber(
-            self.client,
-            enable_retention=self.settings.enable_retention,
-            keys=self.keys,
-            queue_size=self.settings.subscriber_queue_size,
-        )
+        return RedisSSESubscriber.from_settings(self.client, self.settings)
 
     def publisher(self) -> RedisSSEPublisher:
-        return RedisSSEPublisher(
-            self.client,
-            enable_retention=self.settings.enable_retention,
-            retention_max_len=self.settings.retention_max_len,
-            retention_ttl_seconds=self.settings.retention_ttl_seconds,
-            keys=self.keys,
-        )
+        return RedisSSEPublisher.from_settings(self.client, self.settings)
 
     async def users(self) -> list[UUID]:
         """Users with retained events, shared by all sessions and refreshed at most every

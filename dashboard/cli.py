@@ -21,12 +21,7 @@ def _demo(args: argparse.Namespace, settings: SSESettings) -> int:
 
     async def run() -> int:
         client = connect(url)
-        publisher = RedisSSEPublisher(
-            client,
-            enable_retention=settings.enable_retention,
-            retention_max_len=settings.retention_max_len,
-            retention_ttl_seconds=settings.retention_ttl_seconds,
-        )
+        publisher = RedisSSEPublisher.from_settings(client, settings)
         traffic = DemoTraffic(publisher, rate=args.rate, seed=args.seed)
         try:
             return await traffic.run(duration=args.duration, max_events=args.max_events)

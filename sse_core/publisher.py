@@ -21,6 +21,7 @@ from redis.exceptions import NoScriptError, RedisError
 from sse_core.codec import encode_fields, encode_payload
 from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
+from sse_core.settings import SSESettings
 
 # KEYS[1] stream; ARGV: channel, payload, event ms, max len, min id ms, ttl ms, fields...
 # If another publisher's clock ran ahead, "<ms>-*" is below the stream's top id and XADD
@@ -88,6 +89,20 @@ class RedisSSEPublisher:
         self.raise_errors = raise_errors
         self.stats = PublisherStats()
         self._script = redis_client.register_script(PUBLISH_SCRIPT)
+
+    @classmethod
+    def from_settings(
+        cls, redis_client: Redis, settings: SSESettings, logger: logging.Logger | None = None
+    ) -> RedisSSEPublisher:
+        """A publisher configured from ``SSE_*`` settings (retention bounds, key prefix)."""
+        return cls(
+            redis_client,
+            enable_retention=settings.enable_retention,
+            retention_max_len=settings.retention_max_len,
+            retention_ttl_seconds=settings.retention_ttl_seconds,
+            logger=logger,
+            keys=SSEChannelKeys(settings.key_prefix),
+        )
 
     async def publish(self, event: SSEEvent) -> bool:
         return await self._deliver([self._to_user(event.user_id, event)])

@@ -22,6 +22,7 @@ from sse_core.keys import SSEChannelKeys
 from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
 from sse_core.replay import Cursor, Position, Replay
 from sse_core.retention import RetentionReader
+from sse_core.settings import SSESettings
 
 GapReason = Literal["resume", "lagged", "reconnected"]
 _GAP_REASONS: dict[Signal, GapReason] = {
@@ -95,6 +96,20 @@ class RedisSSESubscriber:
             ttl_ms=retention_ttl_seconds * 1000,
         )
         self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+
+    @classmethod
+    def from_settings(
+        cls, redis_client: Redis, settings: SSESettings, logger: logging.Logger | None = None
+    ) -> RedisSSESubscriber:
+        """A subscriber configured from ``SSE_*`` settings (retention, TTL, prefix, queue)."""
+        return cls(
+            redis_client,
+            enable_retention=settings.enable_retention,
+            logger=logger,
+            keys=SSEChannelKeys(settings.key_prefix),
+            queue_size=settings.subscriber_queue_size,
+            retention_ttl_seconds=settings.retention_ttl_seconds,
+        )
 
     # -- the protocol -------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from redis.asyncio import Redis
 from sse_core.http.request import RequestRejected, StreamRequest, check_stream_request
 from sse_core.http.stream import StreamOptions, event_stream
 from sse_core.http.tokens import TokenSecretMissing, TokenSigner
-from sse_core.keys import SSEChannelKeys
 from sse_core.settings import SSESettings
 from sse_core.subscriber import RedisSSESubscriber
 
@@ -40,12 +39,7 @@ class EventStreamEndpoint:
         max_seconds: float | None = None,
     ) -> None:
         self.settings = settings
-        self.subscriber = RedisSSESubscriber(
-            redis_client,
-            enable_retention=settings.enable_retention,
-            keys=SSEChannelKeys(settings.key_prefix),
-            queue_size=settings.subscriber_queue_size,
-        )
+        self.subscriber = RedisSSESubscriber.from_settings(redis_client, settings)
         self.options = StreamOptions.from_settings(
             settings, max_events=max_events, max_seconds=max_seconds
         )
