@@ -20,7 +20,7 @@ from sse_core.hub import _CONNECTION_ERRORS, ConnectionStatus, Subscription, Sub
 from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
-from sse_core.replay import Cursor, Position, Replay
+from sse_core.replay import Position, Replay
 from sse_core.retention import RetentionReader
 from sse_core.settings import SSESettings
 
@@ -190,10 +190,12 @@ class RedisSSESubscriber:
         channels = (self.keys.user_channel(uid), self.keys.broadcast_channel())
         sub = Subscription(channels, allowed, self.queue_size, self.stats)
         hub = await self._attach(sub)
-        # Where this consumer stands: where it started, and per stream the last event it got.
+        # Where this consumer stands: where it started, and per stream the last event it got
+        # (kept as events; their cursors are only built when a catch-up needs them).
         anchor_id = last
         anchor_ms = uuid7_time_ms(last) if last is not None else time.time_ns() // 1_000_000
-        cursors: list[Cursor | None] = [None] * len(channels)
+        lasts: list[SSEEvent | None] = [None] * len(channels)
+        latest: SSEEvent | None = None
         handover = HandOver()
         pending: Signal | None = RESUME if last is not None else None
         try:
@@ -201,14 +203,14 @@ class RedisSSESubscriber:
                 if pending is not None:
                     if pending is RESYNC:
                         await hub.resynced()
-                    position = Position(anchor_ms, anchor_id, tuple(cursors))
-                    async for source, caught in self._catch_up(
-                        uid, allowed, position, last, pending
-                    ):
+                    cursors = tuple((e.time_ms, e.event_id) if e else None for e in lasts)
+                    position = Position(anchor_ms, anchor_id, cursors)
+                    after = latest.event_id if latest is not None else anchor_id
+                    catching_up = self._catch_up(uid, allowed, position, after, pending)
+                    async for source, caught in catching_up:
                         if isinstance(caught, SSEEvent):
                             handover.begin((caught.event_id,))
-                            cursors[source] = (caught.time_ms, caught.event_id)
-                            last = caught.event_id
+                            lasts[source] = latest = caught
                         yield caught
                     pending = None
                 item = await sub.mailbox.get()
@@ -218,8 +220,7 @@ class RedisSSESubscriber:
                 source, event = item
                 if handover.admit(event):
                     self.stats.delivered += 1
-                    cursors[source] = (event.time_ms, event.event_id)
-                    last = event.event_id
+                    lasts[source] = latest = event
                     yield event
                 else:
                     self.stats.duplicates += 1
