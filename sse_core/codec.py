@@ -39,19 +39,27 @@ def decode_payload(payload: RedisValue) -> SSEEvent:
         raise MalformedEvent(f"malformed event payload: {exc.errors()[0]['msg']}") from None
 
 
+STREAM_FIELDS: tuple[str, ...] = ("event_id", "event_type", "data", "occurred_at", "user_id")
+
+
+def encode_field_values(event: SSEEvent) -> list[bytes]:
+    """Stream entry values in :data:`STREAM_FIELDS` order (the publish script adds the names)."""
+    return [
+        str(event.event_id).encode(),
+        event.event_type.value.encode(),
+        pydantic_core.to_json(event.data),
+        event.occurred_at.isoformat().encode(),
+        str(event.user_id).encode(),
+    ]
+
+
 def encode_fields(event: SSEEvent) -> list[bytes]:
     """Stream entry fields as a flat name/value list (the order ``XADD`` takes them in)."""
+    values = encode_field_values(event)
     return [
-        b"event_id",
-        str(event.event_id).encode(),
-        b"event_type",
-        event.event_type.value.encode(),
-        b"data",
-        pydantic_core.to_json(event.data),
-        b"occurred_at",
-        event.occurred_at.isoformat().encode(),
-        b"user_id",
-        str(event.user_id).encode(),
+        part
+        for name, value in zip(STREAM_FIELDS, values, strict=True)
+        for part in (name.encode(), value)
     ]
 
 
