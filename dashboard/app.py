@@ -31,6 +31,7 @@ from dashboard.controls import (
     UserPicker,
     alert_text,
     format_category_query,
+    hidden_alert,
     parse_category_query,
 )
 from dashboard.palette import CATEGORIES
@@ -131,20 +132,8 @@ class Dashboard(Viewer):
         self.pause = pn.widgets.Toggle(
             label="Pause", icon="player-pause", color="default", sizing_mode="stretch_width"
         )
-        self.notice = pn.pane.Alert(
-            "",
-            alert_type="warning",
-            visible=False,
-            sizing_mode="stretch_width",
-            css_classes=["notice"],
-        )
-        self.category_alert = pn.pane.Alert(
-            "",
-            alert_type="danger",
-            visible=False,
-            sizing_mode="stretch_width",
-            css_classes=["category-error"],
-        )
+        self.notice = hidden_alert("notice", "warning")
+        self.category_alert = hidden_alert("category-error")
         self.replay = ReplayPanel(self._probe, user_id=self._user_id_or_empty())
         self._link_widgets()
         self._apply_categories_to_widget()

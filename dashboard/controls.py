@@ -27,6 +27,17 @@ def alert_text(message: str) -> str:
     return html.escape(message, quote=False)
 
 
+def hidden_alert(css_class: str, alert_type: str = "danger") -> pn.pane.Alert:
+    """An alert that stays hidden until a message is shown (show with :func:`alert_text`)."""
+    return pn.pane.Alert(
+        "",
+        alert_type=alert_type,
+        visible=False,
+        sizing_mode="stretch_width",
+        css_classes=[css_class],
+    )
+
+
 def parse_category_query(text: str | None) -> tuple[list[str], str | None]:
     """``"data_sync,ai"`` → the valid names in canonical order, and what was wrong (if anything).
 
@@ -79,13 +90,7 @@ class UserPicker(Viewer):
             sizing_mode="stretch_width",
             css_classes=["user-entry"],
         )
-        self.alert = pn.pane.Alert(
-            "",
-            alert_type="danger",
-            visible=False,
-            sizing_mode="stretch_width",
-            css_classes=["user-error"],
-        )
+        self.alert = hidden_alert("user-error")
         self.select.param.watch(self._on_select, "value")
         self.entry.param.watch(self._on_entry, "value")
         self._refresh_options()

@@ -20,7 +20,7 @@ from bokeh.models.widgets.tables import DateFormatter
 from panel.viewable import Viewer
 from redis.exceptions import RedisError
 
-from dashboard.controls import alert_text
+from dashboard.controls import alert_text, hidden_alert
 from dashboard.palette import category_color
 from sse_core.categories import VALID_CATEGORIES
 from sse_core.frames import events_to_frame
@@ -104,13 +104,7 @@ class ReplayPanel(Viewer):
         self.progress = pn.indicators.Progress(
             active=True, visible=False, height=6, sizing_mode="stretch_width"
         )
-        self.alert = pn.pane.Alert(
-            "",
-            alert_type="danger",
-            visible=False,
-            sizing_mode="stretch_width",
-            css_classes=["replay-error"],
-        )
+        self.alert = hidden_alert("replay-error")
         self.summary = pn.pane.HTML(
             INTRO,
             stylesheets=[SUMMARY_CSS],

@@ -45,6 +45,17 @@ async def redis_client(
 
 
 @pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A bytes-mode client on the real server, emptied first (when one mode is enough)."""
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
 async def fake_redis() -> AsyncIterator[FakeAsyncRedis]:
     client = FakeAsyncRedis()
     try:

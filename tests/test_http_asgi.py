@@ -23,7 +23,7 @@ from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.demo import DEMO_USERS
 from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.asgi import event_route, event_stream_view
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import free_port
 from tests.support.sse_http import channel_subscribers, hub_subscriptions, new_secret, wait_until
 
 pytestmark = pytest.mark.redis
@@ -31,16 +31,6 @@ pytestmark = pytest.mark.redis
 ALICE = UUID("0b7e2f4c-6a1d-4e3b-9c5f-8d2a1b0c9e01")
 SECRET = new_secret()
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    await client.flushall()
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def auth() -> dict[str, str]:

@@ -8,7 +8,6 @@ published; Chromium reconnects by itself after the short ``retry:`` hint, sendin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +19,6 @@ from tornado.web import RequestHandler
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import TokenSigner
 from sse_core.http.tornado import event_routes
-from tests.support.redis_server import RedisServer
 from tests.support.sse_http import channel_subscribers, new_secret, tornado_server, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.browser]
@@ -46,16 +44,6 @@ class PageHandler(RequestHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(PAGE)
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    await client.flushall()
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_eventsource_reconnects_with_last_event_id_and_misses_nothing(

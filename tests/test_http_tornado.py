@@ -22,7 +22,6 @@ from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.request import redact_token
 from sse_core.http.tornado import event_routes
-from tests.support.redis_server import RedisServer
 from tests.support.sse_http import (
     channel_subscribers,
     hub_subscriptions,
@@ -36,16 +35,6 @@ pytestmark = pytest.mark.redis
 ALICE = UUID("8a0c3f52-2c3e-4a57-9b7e-0d1b6a1f0a01")
 BOB = UUID("8a0c3f52-2c3e-4a57-9b7e-0d1b6a1f0b02")
 SECRET = new_secret()
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    await client.flushall()
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
