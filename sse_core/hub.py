@@ -36,7 +36,7 @@ from sse_core.codec import MalformedEvent, decode_payload
 from sse_core.events import SSEEvent, matches_categories
 from sse_core.mailbox import RESYNC, Mailbox
 
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class ConnectionState(StrEnum):
@@ -162,7 +162,7 @@ class SubscriptionHub:
                     # send returns.
                     self._pings.append(confirmed)
                     await self._pubsub.ping()
-                except _CONNECTION_ERRORS:
+                except CONNECTION_ERRORS:
                     # The reader reconnects, resubscribes everything, then releases this waiter.
                     if confirmed in self._pings:
                         self._pings.remove(confirmed)
@@ -187,7 +187,7 @@ class SubscriptionHub:
                 await self._close()
             elif gone and self._pubsub is not None:
                 # On failure, messages for channels nobody wants are ignored anyway.
-                with contextlib.suppress(*_CONNECTION_ERRORS):
+                with contextlib.suppress(*CONNECTION_ERRORS):
                     await self._pubsub.unsubscribe(*gone)
 
     async def _open(self) -> None:
@@ -213,7 +213,7 @@ class SubscriptionHub:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
         if pubsub is not None:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
         for future in [*self._pings, *self._stranded]:
             if future is not None:
@@ -266,7 +266,7 @@ class SubscriptionHub:
                     await pubsub.subscribe(*missing)
                 self._pings.append(None)
                 await pubsub.ping()
-            except _CONNECTION_ERRORS:
+            except CONNECTION_ERRORS:
                 self._log.warning("resubscribe failed; retrying on the next reconnect")
 
     async def _read_loop(self, pubsub: PubSub) -> None:
@@ -274,13 +274,13 @@ class SubscriptionHub:
         while True:
             try:
                 message = await pubsub.get_message(timeout=None)
-            except _CONNECTION_ERRORS:
+            except CONNECTION_ERRORS:
                 failures += 1
                 self.state = ConnectionState.RECONNECTING
                 delay = self._backoff.compute(failures)
                 self._log.warning("Redis pub/sub connection lost; retrying in %.2fs", delay)
                 await asyncio.sleep(delay)
-                with contextlib.suppress(*_CONNECTION_ERRORS):
+                with contextlib.suppress(*CONNECTION_ERRORS):
                     await pubsub.connect()  # type: ignore[no-untyped-call]  # runs _on_reconnect
                 continue
             failures = 0

@@ -16,7 +16,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from sse_core.categories import SSEEventCategory, validate_categories
 from sse_core.events import SSEEvent
 from sse_core.handover import HandOver
-from sse_core.hub import _CONNECTION_ERRORS, ConnectionStatus, Subscription, SubscriptionHub
+from sse_core.hub import CONNECTION_ERRORS, ConnectionStatus, Subscription, SubscriptionHub
 from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
@@ -234,7 +234,7 @@ class RedisSSESubscriber:
             try:
                 await hub.attach(sub)
                 return hub
-            except _CONNECTION_ERRORS:
+            except CONNECTION_ERRORS:
                 failures += 1
                 delay = self._backoff.compute(failures)
                 self._log.warning("Redis unreachable; subscribing again in %.2fs", delay)
@@ -259,7 +259,7 @@ class RedisSSESubscriber:
             try:
                 replay = await self.retention.resume(user_id, position, allowed)
                 break
-            except _CONNECTION_ERRORS:
+            except CONNECTION_ERRORS:
                 failures += 1
                 await asyncio.sleep(self._backoff.compute(failures))
         if not replay.complete:
