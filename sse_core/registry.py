@@ -157,8 +157,3 @@ def parse_event_type(value: SSEEventType | str) -> SSEEventType:
     except ValueError:
         valid = ", ".join(t.value for t in SSEEventType)
         raise ValueError(f"unknown event type {value!r}; valid event types are: {valid}") from None
-
-
-def event_types_in(category: SSEEventCategory) -> list[SSEEventType]:
-    """The types of one category, in registry order (used for categorical dtypes and demos)."""
-    return [t for t, info in EVENT_REGISTRY.items() if info.category is category]

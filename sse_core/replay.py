@@ -102,14 +102,6 @@ def _key(entry: RetainedEvent) -> tuple[int, int]:
     return entry.stream_id[0], entry.event.event_id.int
 
 
-def merge_in_publication_order(*slices: StreamSlice) -> list[RetainedEvent]:
-    """Interleave a user's stream and the broadcast stream by time, keeping each stream's order.
-
-    Ties within a millisecond across streams are broken by event id (UUIDv7, creation order).
-    """
-    return list(heapq.merge(*(s.entries for s in slices), key=_key))
-
-
 def select_resume(
     position: Position,
     slices: Sequence[StreamSlice],

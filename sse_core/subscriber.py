@@ -207,11 +207,13 @@ class RedisSSESubscriber:
                     position = Position(anchor_ms, anchor_id, cursors)
                     after = latest.event_id if latest is not None else anchor_id
                     catching_up = self._catch_up(uid, allowed, position, after, pending)
+                    replayed: list[UUID] = []
                     async for source, caught in catching_up:
                         if isinstance(caught, SSEEvent):
-                            handover.begin((caught.event_id,))
+                            replayed.append(caught.event_id)
                             lasts[source] = latest = caught
                         yield caught
+                    handover.begin(replayed)
                     pending = None
                 item = await sub.mailbox.get()
                 if isinstance(item, Signal):

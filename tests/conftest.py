@@ -7,6 +7,7 @@ against the real thing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 from fakeredis import FakeAsyncRedis
@@ -31,28 +32,30 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@asynccontextmanager
+async def _emptied_client(url: str, *, decode_responses: bool) -> AsyncIterator[Redis]:
+    client = Redis.from_url(url, decode_responses=decode_responses)
+    await client.flushall()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture(params=[False, True], ids=["bytes", "decoded"])
 async def redis_client(
     redis_server: RedisServer, request: pytest.FixtureRequest
 ) -> AsyncIterator[Redis]:
     """A client on the real server, emptied first; both ``decode_responses`` modes."""
-    client = Redis.from_url(redis_server.url, decode_responses=request.param)
-    await client.flushall()
-    try:
+    async with _emptied_client(redis_server.url, decode_responses=request.param) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
 async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     """A bytes-mode client on the real server, emptied first (when one mode is enough)."""
-    client = Redis.from_url(redis_server.url)
-    await client.flushall()
-    try:
+    async with _emptied_client(redis_server.url, decode_responses=False) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

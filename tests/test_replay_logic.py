@@ -14,7 +14,6 @@ from sse_core.replay import (
     Position,
     RetainedEvent,
     StreamSlice,
-    merge_in_publication_order,
     parse_stream_id,
     select_after,
     select_resume,
@@ -43,8 +42,8 @@ def test_parse_stream_id() -> None:
 
 def test_merge_interleaves_by_time_and_keeps_stream_order() -> None:
     a1, b1, a2, b2 = _event(1000), _event(1001), _event(1002), _event(1003)
-    merged = merge_in_publication_order(_slice(a1, a2), _slice(b1, b2))
-    assert [e.event for e in merged] == [a1, b1, a2, b2]
+    merged = select_since(0, [_slice(a1, a2), _slice(b1, b2)])
+    assert merged.events == [a1, b1, a2, b2]
 
 
 def test_after_an_id_in_the_user_stream_includes_later_broadcasts() -> None:
