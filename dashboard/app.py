@@ -99,6 +99,7 @@ class Dashboard(Viewer):
             redis_url, redis_client=redis_client, settings=settings, demo=demo
         )
         self._probe = self.backend.subscriber()  # status, user discovery, replay
+        self._telemetry = self.backend.telemetry
         self._subscriber: RedisSSESubscriber | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._state = self._new_state()
@@ -134,7 +135,11 @@ class Dashboard(Viewer):
         )
         self.notice = hidden_alert("notice", "warning")
         self.category_alert = hidden_alert("category-error")
-        self.replay = ReplayPanel(self._probe, user_id=self._user_id_or_empty())
+        self.replay = ReplayPanel(
+            self._probe,
+            user_id=self._user_id_or_empty(),
+            on_loaded=self._telemetry.count_replay,
+        )
         self._link_widgets()
         self._apply_categories_to_widget()
 
@@ -221,6 +226,8 @@ class Dashboard(Viewer):
         if self._started:
             return
         self._started = True
+        self._telemetry.sessions += 1
+        self._telemetry.attach(self._probe)
         if self._owns_backend:
             self.backend.start_demo()
         if _in_server_session() and pn.state.location is not None:
@@ -245,6 +252,9 @@ class Dashboard(Viewer):
         Returns at once; the subscription is released a moment later. ``await aclose()`` to
         wait for that.
         """
+        if self._started:
+            self._telemetry.sessions -= 1
+            self._telemetry.retire(self._probe)
         self._started = False
         for callback in self._callbacks:
             callback.stop()
@@ -342,6 +352,9 @@ class Dashboard(Viewer):
         return LiveState(feed_size=FEED_ROWS, history_seconds=HISTORY_SECONDS)
 
     def _cancel_consumer(self) -> None:
+        if self._subscriber is not None:
+            self._telemetry.retire(self._subscriber)
+            self._subscriber = None
         if self._consumer is not None:
             self._consumer.cancel()  # stream()'s finally detaches from the shared hub
             self._stopping = [t for t in self._stopping if not t.done()] + [self._consumer]
@@ -366,6 +379,7 @@ class Dashboard(Viewer):
         names, _ = parse_category_query(self.categories)
         subscriber = self.backend.subscriber()
         self._subscriber = subscriber
+        self._telemetry.attach(subscriber)
         self._consumer = asyncio.get_running_loop().create_task(
             self._consume(subscriber, self._state, user_id, names or None),
             name=f"ssewatch-dashboard-{user_id}",
@@ -395,6 +409,7 @@ class Dashboard(Viewer):
         """Drain the state and apply ONE batched update; the only place Bokeh models change."""
         state = self._state
         frame = state.drain()
+        self._telemetry.count_delivered(frame.added)
         subscriber = self._subscriber
         status = self._probe.connection_status()
         full = state is not self._shown

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
+from dashboard.telemetry import Telemetry
 from sse_core.connection import connect, redact_url
 from sse_core.demo import DEMO_USERS, DemoTraffic
 from sse_core.keys import SSEChannelKeys
@@ -47,6 +48,7 @@ class Backend:
     demo: bool = False
     owns_client: bool = False
     demo_seed: int | None = None
+    telemetry: Telemetry = field(default_factory=Telemetry)
     _demo_task: asyncio.Task[int] | None = field(default=None, init=False, repr=False)
     _users: list[UUID] = field(default_factory=list, init=False, repr=False)
     _users_at: float | None = field(default=None, init=False, repr=False)

@@ -10,6 +10,7 @@ import asyncio
 import html
 import io
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -80,9 +81,17 @@ class ReplayPanel(Viewer):
 
     user_id = param.String(default="", doc="Whose retained events to replay.")
 
-    def __init__(self, source: ReplaySource, **params: Any) -> None:
+    def __init__(
+        self,
+        source: ReplaySource,
+        *,
+        on_loaded: Callable[[bool], None] | None = None,
+        **params: Any,
+    ) -> None:
+        """``on_loaded(complete)`` is told about every replay loaded (the server's metrics)."""
         super().__init__(**params)
         self._source = source
+        self._on_loaded = on_loaded
         self._autofill = ""
         self._autofilling = False
         self.last_id = pn.widgets.TextInput(
@@ -235,6 +244,8 @@ class ReplayPanel(Viewer):
         finally:
             self.load.loading = False
             self.progress.visible = False
+        if self._on_loaded is not None:
+            self._on_loaded(replay.complete)
         with pn.io.hold():
             self.table.value = frame
             self.summary.object = render_summary(frame, replay.complete, str(last_event_id))

@@ -7,6 +7,7 @@ CHECK_UNUSED_MS`` (Bokeh's defaults are 15 s + 17 s), which stops their subscrip
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,13 +16,12 @@ import panel as pn
 
 from dashboard.app import Dashboard
 from dashboard.backend import Backend
+from dashboard.cli import DEFAULT_ADDRESS, DEFAULT_PORT
+from dashboard.metrics import metrics_route
 from sse_core.http.tornado import event_routes
 from sse_core.settings import SSESettings
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 5006
-DEFAULT_ADDRESS = "127.0.0.1"
 UNUSED_SESSION_MS = 2_000  # how long a session with no open connection is kept
 CHECK_UNUSED_MS = 1_000  # how often Bokeh looks for such sessions
 DEFAULT_THEME = "dark"
@@ -31,6 +31,20 @@ Route = tuple[Any, ...]
 # Extra routes, or a factory building them from the shared backend (so an SSE endpoint such
 # as ``GET /events`` reads from the same Redis client as the dashboard sessions).
 ExtraRoutes = Sequence[Route] | Callable[[Backend], Sequence[Route]]
+
+
+class CannotListen(RuntimeError):
+    """The server's address could not be bound: a busy port, or an address not on this host."""
+
+    def __init__(self, address: str, port: int, error: OSError) -> None:
+        if error.errno == errno.EADDRINUSE:
+            reason = f"port {port} is already in use on {address}"
+            hint = "stop the other server or pick another port with --port"
+        else:
+            reason = f"cannot listen on {address}:{port}: {error.strerror or error}"
+            hint = "check --address and --port"
+        super().__init__(f"{reason}; {hint}")
+        self.error = error
 
 
 def build_app(backend: Backend) -> Callable[[], pn.template.FastListTemplate]:
@@ -60,30 +74,38 @@ def build_server(
 ) -> tuple[Any, Backend]:
     """A started-but-not-running Panel server and its backend (for embedding and tests).
 
-    ``GET /events``, the SSE endpoint (``sse_core.http``, docs/http.md), is always mounted on
-    the backend's client; ``extra_routes`` mounts more Tornado handlers (matched first).
-    ``auth`` holds Panel's login options (``basic_auth``, ``cookie_secret``, ``oauth_*``).
+    ``GET /events``, the SSE endpoint (``sse_core.http``, docs/http.md), and ``GET /metrics``
+    (Prometheus, docs/metrics.md) are always mounted on the backend's client; ``extra_routes``
+    mounts more Tornado handlers (matched first). ``auth`` holds Panel's login options
+    (``basic_auth``, ``cookie_secret``, ``oauth_*``). A port that cannot be bound raises
+    :class:`CannotListen`.
     """
     backend = Backend.create(redis_url, settings=settings, demo=demo)
+    events = event_routes(backend.client, backend.settings)
+    endpoint = next((options.get("endpoint") for *_, options in events), None)
     routes = [
         *(extra_routes(backend) if callable(extra_routes) else extra_routes or []),
-        *event_routes(backend.client, backend.settings),
+        *events,
+        metrics_route(backend, endpoint),
     ]
     pn.extension("tabulator")
-    server = pn.serve(
-        {"/": build_app(backend)},
-        port=port,
-        address=address,
-        websocket_origin=[h if h == "*" else f"{h}:{port}" for h in _origin_hosts(address)],
-        show=show,
-        start=False,
-        title="ssewatch",
-        verbose=verbose,
-        extra_patterns=routes,
-        unused_session_lifetime_milliseconds=UNUSED_SESSION_MS,
-        check_unused_sessions_milliseconds=CHECK_UNUSED_MS,
-        **dict(auth or {}),
-    )
+    try:
+        server = pn.serve(
+            {"/": build_app(backend)},
+            port=port,
+            address=address,
+            websocket_origin=[h if h == "*" else f"{h}:{port}" for h in _origin_hosts(address)],
+            show=show,
+            start=False,
+            title="ssewatch",
+            verbose=verbose,
+            extra_patterns=routes,
+            unused_session_lifetime_milliseconds=UNUSED_SESSION_MS,
+            check_unused_sessions_milliseconds=CHECK_UNUSED_MS,
+            **dict(auth or {}),
+        )
+    except OSError as exc:
+        raise CannotListen(address, port, exc) from None
     server.io_loop.add_callback(backend.start_demo)
     return server, backend
 

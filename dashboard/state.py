@@ -14,7 +14,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,6 +105,7 @@ class Frame:
     seconds_since_last: float | None
     newest_event_id: str | None
     gaps: int
+    added: Mapping[SSEEventCategory, int] = field(default_factory=dict)  # this frame's events
 
 
 class LiveState:
@@ -175,9 +176,11 @@ class LiveState:
         """Fold everything added since the previous drain into the aggregates: one frame."""
         now = self._clock()
         changed = bool(self._pending_items)
+        added: dict[SSEEventCategory, int] = {}
         for index, category in enumerate(CATEGORIES):
             count = self._pending_counts[category]
             if count:
+                added[category] = count
                 self.counts[category] += count
                 self._bucket_counts[index] += count
                 self._pending_counts[category] = 0
@@ -204,6 +207,7 @@ class LiveState:
             seconds_since_last=None if self._last_arrival is None else now - self._last_arrival,
             newest_event_id=None if self._newest is None else str(self._newest.event_id),
             gaps=self.gaps,
+            added=added,
         )
 
     @property

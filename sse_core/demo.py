@@ -8,6 +8,7 @@ real Redis, and the notebooks. Deterministic for a given ``seed``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -22,6 +23,8 @@ from sse_core.ids import uuid7
 from sse_core.protocol import SSEPublisherProtocol
 from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import SSEEventType as T
+
+log = logging.getLogger(__name__)
 
 _NAMESPACE = UUID("6f1c2a4e-1f3b-4c8e-9a57-2b1d9e0c7a11")
 DEMO_USER_NAMES = ("alice", "bob", "carol", "dave")
@@ -59,6 +62,9 @@ class DemoTraffic:
     seed: int | None = None
     broadcast_share: float = 0.01
     published: int = 0
+    failed: int = 0  # events whose publish failed (Redis unreachable): dropped, not retried
+    _failing_since: float | None = field(init=False, default=None)
+    _failed_at_outage: int = field(init=False, default=0)
     _rng: random.Random = field(init=False)
     _stories: dict[UUID, list[_Story]] = field(init=False, default_factory=dict)
     _balances: dict[UUID, float] = field(init=False, default_factory=dict)
@@ -155,15 +161,37 @@ class DemoTraffic:
 
     async def _publish(self, events: list[SSEEvent]) -> None:
         direct = [e for e in events if e.user_id != BROADCAST_USER]
+        outcomes: list[tuple[bool, int]] = []
         if isinstance(self.publisher, RedisSSEPublisher):
-            await self.publisher.publish_many(direct)
+            outcomes.append((await self.publisher.publish_many(direct), len(direct)))
         else:
             for event in direct:
-                await self.publisher.publish(event)
+                outcomes.append((await self.publisher.publish(event), 1))
         for event in events:
             if event.user_id == BROADCAST_USER:
-                await self.publisher.broadcast(event)
-        self.published += len(events)
+                outcomes.append((await self.publisher.broadcast(event), 1))
+        lost = sum(n for ok, n in outcomes if not ok)
+        self.published += len(events) - lost
+        self.failed += lost
+        self._track_outage(lost)
+
+    def _track_outage(self, lost: int) -> None:
+        """One log line when publishing starts failing and one when it works again.
+
+        An outage fails every batch (ten a second); a line (or traceback) per batch would bury
+        the one fact an operator needs: when Redis went away and when it came back.
+        """
+        if lost and self._failing_since is None:
+            self._failing_since = time.monotonic()
+            self._failed_at_outage = self.failed - lost
+            log.warning("publishing failed (is Redis down?); dropping demo events until it works")
+        elif not lost and self._failing_since is not None:
+            lasted = time.monotonic() - self._failing_since
+            dropped = self.failed - self._failed_at_outage
+            self._failing_since = None
+            log.warning(
+                "publishing works again after %.1f s; %d demo events were dropped", lasted, dropped
+            )
 
     # -- stories ------------------------------------------------------------------------------
 

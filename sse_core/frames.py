@@ -69,8 +69,9 @@ def events_to_frame(events: Iterable[SSEEvent]) -> pd.DataFrame:
 
     Fixed columns have fixed dtypes (see :data:`COLUMN_DTYPES`; the categoricals list every known
     category and type, so counts include zeros and frames concatenate cleanly). Payload columns
-    follow the order keys are first seen and pandas' own inference (a number missing from some
-    rows becomes ``float64`` with ``NaN``).
+    follow the order keys are first seen and pandas' own inference, except that whole numbers
+    and booleans missing from some rows stay what they are, as pandas' nullable ``Int64`` and
+    ``boolean`` (pandas alone would turn ``4737`` into ``4737.0``, in the table and in CSV).
     """
     rows = [
         _flatten(
@@ -86,8 +87,31 @@ def events_to_frame(events: Iterable[SSEEvent]) -> pd.DataFrame:
         )
         for e in events
     ]
-    frame = pd.DataFrame.from_records(rows, columns=_columns(rows))
-    return frame.astype(COLUMN_DTYPES)
+    columns = _columns(rows)
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    return frame.astype({**COLUMN_DTYPES, **_nullable_dtypes(rows, columns[len(EVENT_COLUMNS) :])})
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _nullable_dtypes(rows: list[dict[str, Any]], columns: Iterable[str]) -> dict[str, str]:
+    """``Int64``/``boolean`` for payload columns of ints/bools that some rows lack (or null).
+
+    Decided from the payloads' own values: once in a frame, an int column with a gap is
+    already float, and a float column of whole numbers (``10.0``) must stay float.
+    """
+    dtypes: dict[str, str] = {}
+    for column in columns:
+        values = [row.get(column) for row in rows]
+        present = [v for v in values if v is not None]
+        if not present or len(present) == len(values):
+            continue  # nothing missing: pandas' own int64 / bool inference stands
+        if all(type(v) is bool for v in present):
+            dtypes[column] = "boolean"
+        elif all(type(v) is int and v in _INT64 for v in present):
+            dtypes[column] = "Int64"
+    return dtypes
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

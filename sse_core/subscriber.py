@@ -64,6 +64,7 @@ class SubscriberStats:
     dropped: int = 0
     gaps: int = 0
     recoveries: int = 0
+    lagged: int = 0  # times the consumer fell behind its queue (then recovered, or a gap)
 
 
 class RedisSSESubscriber:
@@ -217,6 +218,8 @@ class RedisSSESubscriber:
                     pending = None
                 item = await sub.mailbox.get()
                 if isinstance(item, Signal):
+                    if item is OVERFLOW:
+                        self.stats.lagged += 1
                     pending = item
                     continue
                 source, event = item

@@ -335,6 +335,7 @@ async def test_slow_consumer_is_caught_up_from_retention(redis_client: Redis) ->
     got = [await asyncio.wait_for(anext(stream), 5) for _ in range(100)]
     assert got == burst
     assert subscriber.stats.recoveries == 1
+    assert subscriber.stats.lagged == 1  # one overflow, caught up
     await stream.aclose()
 
 
@@ -355,6 +356,7 @@ async def test_slow_consumer_without_retention_is_told(redis_client: Redis) -> N
     with pytest.raises(SubscriberLagged, match="fell behind"):
         await drain()
     assert subscriber.stats.dropped > 0
+    assert subscriber.stats.lagged == 1
 
 
 async def test_malformed_messages_are_skipped_and_counted(redis_client: Redis) -> None:

@@ -21,6 +21,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from playwright.async_api import Browser, Page
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from sse_core.categories import SSEEventCategory
@@ -59,12 +60,13 @@ class DashboardProcess:
         self.process = subprocess.Popen(
             args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 75  # a first page on a busy 2-core machine takes ~20 s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dashboard exited early:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/", timeout=2) as response:
+                # A generous timeout: each aborted try would still build a whole session.
+                with urllib.request.urlopen(self.url + "/", timeout=60) as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -431,3 +433,70 @@ async def test_view_recovers_by_itself_when_redis_comes_back(
         await context.close()
         await client.aclose()
         server.stop()
+
+
+async def scrape(server: DashboardProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """``GET /metrics`` parsed by prometheus_client's own parser: sample name → labels → value."""
+
+    def get() -> str:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/plain")
+            body: bytes = response.read()
+            return body.decode()
+
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(await asyncio.to_thread(get)):
+        for sample in family.samples:
+            labels = tuple(sorted(sample.labels.items()))
+            samples.setdefault(sample.name, {})[labels] = sample.value
+    return samples
+
+
+async def test_metrics_count_what_a_dashboard_view_received(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    before = await scrape(dashboard_server)
+    assert all(name.startswith("ssewatch_") for name in before)
+    delivered = "ssewatch_events_delivered_total"
+
+    def delivered_of(samples: dict[str, Any], category: str) -> float:
+        return float(samples[delivered][(("category", category),)])
+
+    user = uuid4()
+    await open_view(page, dashboard_server, redis, f"?user={user}")
+    plan = {SSEEventCategory.AI: 3, SSEEventCategory.SECURITY: 2}
+    await publish(redis, [event(user, c) for c, n in plan.items() for _ in range(n)])
+    await eventually(lambda: stat(page, "total"), lambda v: v == "5", "the events on the page")
+
+    after = await eventually(
+        lambda: scrape(dashboard_server),
+        lambda s: delivered_of(s, "ai") - delivered_of(before, "ai") >= 3,
+        "the delivered counter",
+    )
+    for category in SSEEventCategory:
+        grew = delivered_of(after, category.value) - delivered_of(before, category.value)
+        assert grew == plan.get(category, 0), category
+    assert after["ssewatch_dashboard_sessions"][()] >= 1
+    assert after["ssewatch_live_subscriptions"][()] >= 1
+    assert after["ssewatch_redis_connected"][()] == 1
+    assert after["ssewatch_events_connections"][()] == 0  # no GET /events client here
+    for name in ("events_dropped", "events_malformed", "lagged", "stream_gaps"):
+        assert set(after[f"ssewatch_{name}_total"]) == {
+            (("consumer", "dashboard"),),
+            (("consumer", "events"),),
+        }
+    assert "ssewatch_redis_reconnects_total" in after
+    assert after["ssewatch_process_resident_memory_bytes"][()] > 0
+
+    # A replay loaded in the panel is counted with its completeness.
+    field = page.locator(".replay-last-id input")
+    await eventually(field.input_value, bool, "the prefilled id")
+    await page.get_by_role("button", name="Load missed events").click()
+    await page.locator(".replay-summary [data-rows]").wait_for()
+    complete = (("complete", "true"),)
+    replays = before["ssewatch_replays_total"].get(complete, 0.0)
+    await eventually(
+        lambda: scrape(dashboard_server),
+        lambda s: s["ssewatch_replays_total"][complete] == replays + 1,
+        "the replay counter",
+    )

@@ -154,6 +154,28 @@ def test_payload_columns_appear_in_first_seen_order_with_gaps_as_missing() -> No
     assert frame[["data.a", "data.c"]].isna().sum().tolist() == [2, 2]
 
 
+def test_whole_numbers_and_flags_missing_from_some_rows_stay_integer_and_boolean() -> None:
+    frame = events_to_frame(
+        [
+            event(0, data={"percent": 20, "ratio": 1.0, "done": False}),
+            event(1, data={"rows_imported": 4737, "ratio": 2.0, "big": 2**70}),
+            event(2, data={"percent": None, "big": 1}),
+        ]
+    )
+    assert str(frame["data.percent"].dtype) == "Int64"
+    assert str(frame["data.rows_imported"].dtype) == "Int64"
+    assert str(frame["data.done"].dtype) == "boolean"
+    assert frame["data.ratio"].dtype == "float64"  # floats stay floats, even whole ones
+    assert frame["data.big"].dtype == object  # beyond int64: kept as Python ints
+    assert frame["data.percent"].isna().tolist() == [False, True, True]
+    lines = frame.drop(columns=["occurred_at"]).to_csv(index=False).splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
+    assert [r["data.percent"] for r in rows] == ["20", "", ""]
+    assert [r["data.rows_imported"] for r in rows] == ["", "4737", ""]
+    assert [r["data.ratio"] for r in rows] == ["1.0", "2.0", ""]
+
+
 _leaf = st.one_of(st.integers(), st.text(max_size=5), st.booleans(), st.none())
 _key = st.text(alphabet="abcxyz_", min_size=1, max_size=4)
 _payload = st.recursive(

@@ -5,7 +5,8 @@ independent; its stats are the endpoint's totals), so the whole endpoint holds o
 connection however many clients are connected.
 
 Without a usable ``SSE_TOKEN_SECRET`` the endpoint fails closed: every request is answered
-``503`` with a JSON body saying why, and a warning is logged when the endpoint is built. The
+``503`` with a JSON body saying why, and that is logged once (as information: serving only the
+dashboard is a normal set-up) when the endpoint is built. The
 dashboard next to it keeps working; no stream is ever served unauthenticated, and no secret is
 ever invented (a generated one would silently change at each restart and in each process).
 """
@@ -49,7 +50,7 @@ class EventStreamEndpoint:
                 signer = TokenSigner.from_settings(settings)
             except TokenSecretMissing as exc:
                 self.disabled_reason = str(exc)
-                log.warning("SSE endpoint disabled (every request gets 503): %s", exc)
+                log.info("GET /events answers 503 until a token secret is configured: %s", exc)
         self.signer = signer
         self.active_streams = 0
 
