@@ -5,6 +5,10 @@ size (``MAXLEN ~``) and by age (``MINID ~`` from the TTL), refreshes the idle ex
 to the channel, all at once: a subscriber can never see a live event that replay cannot find, nor
 the reverse. Stream ids are derived from the event's UUIDv7 time (``<ms>-*``), which is what lets
 replay seek straight to an id instead of scanning.
+
+Every call goes through the client's :class:`~sse_core.batcher.RedisBatcher`: concurrent
+publishes (from any publisher on the same client) leave together as pipelined script calls on a
+few connections, a lone publish still costs one round trip, and each call keeps its own outcome.
 """
 
 from __future__ import annotations
@@ -12,12 +16,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
 
+from sse_core.batcher import Call, LuaScript, RedisBatcher
 from sse_core.codec import STREAM_FIELDS, encode_field_values, encode_payload
 from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
@@ -43,6 +46,7 @@ redis.call('XTRIM', key, 'MINID', '~', ARGV[5])
 redis.call('PEXPIRE', key, ARGV[6])
 return redis.call('PUBLISH', ARGV[1], ARGV[2])
 """
+_SCRIPT = LuaScript(PUBLISH_SCRIPT)
 
 
 class SSEPublishError(RuntimeError):
@@ -91,7 +95,6 @@ class RedisSSEPublisher:
         self.keys = keys or SSEChannelKeys()
         self.raise_errors = raise_errors
         self.stats = PublisherStats()
-        self._script = redis_client.register_script(PUBLISH_SCRIPT)
 
     @classmethod
     def from_settings(
@@ -114,14 +117,14 @@ class RedisSSEPublisher:
         return await self._deliver([self._to_user(user_id, event)])
 
     async def publish_to_users(self, user_ids: Iterable[UUID], event: SSEEvent) -> bool:
-        """The same event to several users, in one round trip."""
+        """The same event to several users, pipelined together."""
         return await self._deliver([self._to_user(u, event) for u in user_ids])
 
     async def broadcast(self, event: SSEEvent) -> bool:
         return await self._deliver([self._to_all(event)])
 
     async def publish_many(self, events: Iterable[SSEEvent], *, broadcast: bool = False) -> bool:
-        """Many events (each to its own user, or all broadcast) in one round trip, in order."""
+        """Many events (each to its own user, or all broadcast), pipelined together, in order."""
         route = self._to_all if broadcast else (lambda e: self._to_user(e.user_id, e))
         return await self._deliver([route(e) for e in events])
 
@@ -131,71 +134,49 @@ class RedisSSEPublisher:
     def _to_all(self, event: SSEEvent) -> _Delivery:
         return _Delivery(self.keys.broadcast_channel(), self.keys.broadcast_stream(), event)
 
-    def _script_args(self, d: _Delivery) -> list[Any]:
+    def _call(self, d: _Delivery) -> Call:
+        """The one Redis call that retains (if on) and publishes ``d``."""
+        payload = encode_payload(d.event)
+        if not self.enable_retention:
+            return Call(None, (d.channel,), ("PUBLISH", d.channel, payload))
         ms = d.event.time_ms
-        return [
+        args = (
             d.channel,
-            encode_payload(d.event),
+            payload,
             ms,
             self.retention_max_len,
             max(ms - self.retention_ttl_ms, 0),
             self.retention_ttl_ms,
             *encode_field_values(d.event),
-        ]
+        )
+        return Call(_SCRIPT, (d.stream,), args)
 
     async def _deliver(self, deliveries: Sequence[_Delivery]) -> bool:
+        """Publish through the client's batcher: concurrent calls share pipelined round trips.
+
+        Each event has its own outcome; the result is ``True`` only if every one succeeded.
+        """
         if not deliveries:
             return True
-        try:
-            if self.enable_retention:
-                await self._run_script(deliveries)
-            elif len(deliveries) == 1:
-                d = deliveries[0]
-                await self._redis.publish(d.channel, encode_payload(d.event))
-            else:
-                pipe = self._redis.pipeline(transaction=False)
-                for d in deliveries:
-                    pipe.publish(d.channel, encode_payload(d.event))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            self.stats.failed += len(deliveries)
-            self._log.warning(
-                "SSE publish of %d event(s) failed (first: %s %s)",
-                len(deliveries),
-                deliveries[0].event.event_type.value,
-                deliveries[0].event.event_id,
-                exc_info=True,
-            )
-            if self.raise_errors:
-                message = f"publishing {len(deliveries)} event(s) failed: {exc}"
-                raise SSEPublishError(message) from exc
-            return False
-        self.stats.published += len(deliveries)
-        return True
-
-    async def _run_script(self, deliveries: Sequence[_Delivery]) -> None:
-        if len(deliveries) == 1:
-            d = deliveries[0]
-            await self._script(keys=[d.stream], args=self._script_args(d))
-            return
-        todo = list(deliveries)
-        for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
-            for d in todo:
-                pipe.evalsha(self._script.sha, 1, d.stream, *self._script_args(d))
-            results = await pipe.execute(raise_on_error=False)
-            # Calls that ran must not run again (that would append and publish them twice).
-            missing = [
-                d for d, r in zip(todo, results, strict=True) if isinstance(r, NoScriptError)
-            ]
-            failed = [
-                r for r in results if isinstance(r, Exception) and not isinstance(r, NoScriptError)
-            ]
-            if failed:
-                raise failed[0]
-            if not missing:
-                return
-            if attempt == 2:
-                raise NoScriptError("publish script missing after SCRIPT LOAD")
-            await self._redis.script_load(PUBLISH_SCRIPT)
-            todo = missing
+        batcher = RedisBatcher.for_client(self._redis)
+        results = await batcher.run([self._call(d) for d in deliveries])
+        failures = [
+            (d, r) for d, r in zip(deliveries, results, strict=True) if isinstance(r, Exception)
+        ]
+        self.stats.published += len(deliveries) - len(failures)
+        if not failures:
+            return True
+        self.stats.failed += len(failures)
+        first, exc = failures[0]
+        self._log.warning(
+            "SSE publish of %d of %d event(s) failed (first: %s %s)",
+            len(failures),
+            len(deliveries),
+            first.event.event_type.value,
+            first.event.event_id,
+            exc_info=exc,
+        )
+        if self.raise_errors:
+            message = f"publishing {len(failures)} event(s) failed: {exc}"
+            raise SSEPublishError(message) from exc
+        return False

@@ -1,0 +1,181 @@
+"""Coalescing concurrent Redis calls into pipelined round trips, per client and event loop.
+
+Applications publish from many request handlers at once on one shared client. Sending each
+call on its own costs a connection and a round trip apiece (and redis-py's async pool refuses
+the 101st concurrent connection). Instead, like ioredis' auto-pipelining: a call goes out at
+once when its *lane* is idle (a lone call pays one round trip and no added delay, no timers);
+while a lane's round trip is in flight, calls that arrive queue up and leave together as one
+pipeline when it returns.
+
+- A lane is one connection with at most one pipeline in flight; a call's lane is chosen by its
+  first key, so calls for one key (one user's stream) run in the order they were made.
+  :data:`LANES` lanes per client bound the connections the batcher holds.
+- The pipeline is run by a writer task the batcher owns, never by a caller: cancelling a caller
+  cannot interrupt a round trip. A call cancelled before its batch is sent is not sent.
+- Each call gets its own outcome: its reply, or the exception for it alone (a script error in
+  one call does not fail the others); a connection failure fails exactly the calls of that
+  round trip.
+- Script calls are ``EVALSHA``; calls answered ``NOSCRIPT`` (a restarted or flushed server) are
+  re-sent once after ``SCRIPT LOAD``, and only those: calls that ran must not run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+LANES = 4  # connections a batcher may hold at once: a small, fixed number
+MAX_BATCH = 512  # calls per pipeline: bounds a round trip's size and the wait behind it
+
+
+class LuaScript:
+    """A script known by its SHA1, so calls can be pipelined as ``EVALSHA``."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+class Call:
+    """One call: ``EVALSHA`` of ``script`` with ``keys`` and ``args``, or, without a script,
+    the plain command ``args`` (its first key, for the lane, is ``keys[0]``)."""
+
+    __slots__ = ("args", "future", "keys", "script")
+
+    def __init__(self, script: LuaScript | None, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        self.script = script
+        self.keys = keys
+        self.args = args
+        self.future: asyncio.Future[Any] | None = None
+
+
+class _Lane:
+    __slots__ = ("busy", "queue")
+
+    def __init__(self) -> None:
+        self.queue: deque[Call] = deque()
+        self.busy = False
+
+
+class RedisBatcher:
+    """The batcher shared by every publisher on one client and event loop (:meth:`for_client`)."""
+
+    _batchers: weakref.WeakKeyDictionary[
+        Redis, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisBatcher]
+    ] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_client(cls, redis_client: Redis) -> RedisBatcher:
+        loop = asyncio.get_running_loop()
+        per_loop = cls._batchers.setdefault(redis_client, weakref.WeakKeyDictionary())
+        batcher = per_loop.get(loop)
+        if batcher is None:
+            batcher = per_loop[loop] = cls(redis_client)
+        return batcher
+
+    def __init__(self, redis_client: Redis, lanes: int = LANES) -> None:
+        self._redis = redis_client
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._writers: set[asyncio.Task[None]] = set()
+        self.round_trips = 0
+
+    async def run(self, calls: Sequence[Call]) -> list[Any]:
+        """Each call's reply, or the exception it failed with (returned, not raised)."""
+        futures = [self.submit(call) for call in calls]
+        results: list[Any] = []
+        try:
+            for future in futures:
+                try:
+                    results.append(await future)
+                except Exception as exc:
+                    results.append(exc)
+        except asyncio.CancelledError:
+            for future in futures:  # calls not yet sent are then not sent
+                future.cancel()
+            raise
+        return results
+
+    def submit(self, call: Call) -> asyncio.Future[Any]:
+        """Queue ``call``; its future resolves with the reply or fails with its exception."""
+        loop = asyncio.get_running_loop()
+        call.future = loop.create_future()
+        lane = self._lanes[hash(call.keys[0]) % len(self._lanes)] if call.keys else self._lanes[0]
+        lane.queue.append(call)
+        if not lane.busy:
+            lane.busy = True
+            writer = loop.create_task(self._drain(lane), name="ssewatch-batch-writer")
+            self._writers.add(writer)  # the loop holds tasks weakly
+            writer.add_done_callback(self._writers.discard)
+        return call.future
+
+    async def _drain(self, lane: _Lane) -> None:
+        """Send what the lane has queued, batch after batch, until it is empty."""
+        batch: list[Call] = []
+        try:
+            while lane.queue:
+                batch = []
+                while lane.queue and len(batch) < MAX_BATCH:
+                    call = lane.queue.popleft()
+                    if call.future is not None and not call.future.done():  # not cancelled
+                        batch.append(call)
+                if batch:
+                    await self._send(batch)
+                batch = []
+        except BaseException as exc:  # the loop is shutting down: nobody is left unanswered
+            for call in [*batch, *lane.queue]:
+                if isinstance(exc, Exception):
+                    _settle(call, exc)
+                elif call.future is not None:
+                    call.future.cancel()
+            lane.queue.clear()
+            raise
+        finally:
+            lane.busy = False
+
+    async def _send(self, batch: list[Call]) -> None:
+        try:
+            results = await self._round_trip(batch)
+            retry = [c for c, r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)]
+            if retry:
+                scripts = {c.script.sha: c.script for c in retry if c.script is not None}
+                for script in scripts.values():
+                    await self._redis.script_load(script.source)
+                for call, result in zip(retry, await self._round_trip(retry), strict=True):
+                    _settle(call, result)
+        except Exception as exc:  # the round trip failed: so did every call it held
+            for call in batch:
+                _settle(call, exc)
+            return
+        for call, result in zip(batch, results, strict=True):
+            if not isinstance(result, NoScriptError):
+                _settle(call, result)
+
+    async def _round_trip(self, calls: list[Call]) -> list[Any]:
+        self.round_trips += 1
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            if call.script is not None:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            else:
+                pipe.execute_command(*call.args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
+
+
+def _settle(call: Call, result: Any) -> None:
+    future = call.future
+    if future is None or future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
