@@ -4,7 +4,9 @@ The baseline is what a naive publisher does for every event: encode it, then awa
 XADD (``MAXLEN ~``) and EXPIRE one after the other. Ours appends, trims by size and age, refreshes
 the expiry and publishes in one atomic Lua call (one round trip); ``publish_many`` pipelines many
 such calls in one round trip. All paths encode the same pre-built ~300-byte events; rates are
-events/s, medians over interleaved repeats. Requirements: publish >= 2x, publish_many >= 8x.
+events/s, medians over interleaved repeats. "N tasks" paths run N publishing tasks at once on
+one client (as request handlers would), for 100 users. Requirements: publish >= 2.2x,
+publish_many >= 8x, 500 concurrent tasks >= 10x.
 
     python3 bench/core_publish.py [--events 3000] [--repeats 5] [--budget 150]
 """
@@ -14,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from _harness import (
     BENCH_USER,
@@ -26,6 +30,7 @@ from _harness import (
     header,
     median,
     parser_in_use,
+    percentile,
     sample_event,
     spread,
     verdict,
@@ -35,16 +40,20 @@ from redis.asyncio import Redis
 from sse_core.codec import encode_fields, encode_payload
 from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
-from sse_core.publisher import RedisSSEPublisher
+from sse_core.publisher import PUBLISH_SCRIPT, RedisSSEPublisher
 
 KEYS = SSEChannelKeys()
 MAX_LEN = 1000
 TTL_SECONDS = 3600
 BATCH_SIZES = (10, 100, 1000)
+TASKS = 500  # concurrent publishing tasks (request handlers sharing one client)
+USERS = 100  # the concurrent paths publish for this many users
 # redis-py 8 defaults socket_timeout to 5 s, and each send then runs in asyncio.wait_for (a
 # task per command): a large share of a round trip's client cost. Measured without it too.
 NO_TIMEOUT: dict[str, Any] = {"client_options": {"socket_timeout": None}}
-REQUIRED = {"publish": 2.0, "publish_many x100": 8.0}
+REQUIRED = {"publish": 2.2, "publish_many x100": 8.0, f"publish, {TASKS} tasks": 10.0}
+# A pool big enough for a three-round-trip publish per task (redis-py's default caps at 100).
+BIG_POOL: dict[str, Any] = {"client_options": {"max_connections": TASKS}}
 
 Publish = Callable[[Sequence[SSEEvent]], Awaitable[None]]
 
@@ -55,6 +64,7 @@ class Candidate:
     make: Callable[[Redis], Publish]
     parser: str = "hiredis"
     client_options: dict[str, Any] = field(default_factory=dict)
+    baseline: str = ""  # name of the baseline to pair with; default: the one on the same client
 
     @property
     def client_key(self) -> str:
@@ -64,6 +74,7 @@ class Candidate:
     retains: bool = True
     rates: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
+    latencies: list[float] | None = None  # seconds per awaited call, for the single paths
 
 
 def three_round_trips(redis_client: Redis) -> Publish:
@@ -92,13 +103,49 @@ def _publisher(redis_client: Redis, retention: bool = True) -> RedisSSEPublisher
     )
 
 
-def single(retention: bool) -> Callable[[Redis], Publish]:
+def single(retention: bool, timed: list[float] | None = None) -> Callable[[Redis], Publish]:
     def make(redis_client: Redis) -> Publish:
         publisher = _publisher(redis_client, retention)
 
         async def run(events: Sequence[SSEEvent]) -> None:
             for event in events:
+                started = time.perf_counter()
                 await publisher.publish(event)
+                if timed is not None:
+                    timed.append(time.perf_counter() - started)
+
+        return run
+
+    return make
+
+
+def direct(timed: list[float]) -> Callable[[Redis], Publish]:
+    """The publish of 1d287a0 (before the batcher): the caller awaits its own EVALSHA."""
+
+    def make(redis_client: Redis) -> Publish:
+        publisher = _publisher(redis_client)
+        script = redis_client.register_script(PUBLISH_SCRIPT)
+
+        async def run(events: Sequence[SSEEvent]) -> None:
+            for event in events:
+                started = time.perf_counter()
+                call = publisher._call(publisher._to_user(event.user_id, event))
+                await script(keys=list(call.keys), args=list(call.args))
+                timed.append(time.perf_counter() - started)
+
+        return run
+
+    return make
+
+
+def concurrent(tasks: int, path: Callable[[Redis], Publish]) -> Callable[[Redis], Publish]:
+    """``tasks`` handlers at once on one client, each awaiting its share of ``path``."""
+
+    def make(redis_client: Redis) -> Publish:
+        run_share = path(redis_client)
+
+        async def run(events: Sequence[SSEEvent]) -> None:
+            await asyncio.gather(*(run_share(events[i::tasks]) for i in range(tasks)))
 
         return run
 
@@ -122,13 +169,19 @@ async def measure(url: str, path: Candidate, events: Sequence[SSEEvent]) -> floa
     async with client(url, path.parser, **path.client_options) as redis_client:
         await redis_client.flushall()
         run = path.make(redis_client)
+        mark = len(path.latencies) if path.latencies is not None else 0
         await run(events[:50])  # connect, load the script
+        if path.latencies is not None:
+            del path.latencies[mark:]  # keep only measured calls
+        await redis_client.flushall()
         started = time.perf_counter()
         await run(events)
         elapsed = time.perf_counter() - started
-        retained = await redis_client.xlen(KEYS.user_stream(BENCH_USER))
-        if path.retains and retained < min(len(events), MAX_LEN):
-            raise RuntimeError(f"{path.name}: only {retained} events retained")
+        if path.retains:
+            for user, sent in Counter(e.user_id for e in events).items():
+                retained = await redis_client.xlen(KEYS.user_stream(user))
+                if retained < min(sent, MAX_LEN):
+                    raise RuntimeError(f"{path.name}: {retained} of {sent} events retained")
     return len(events) / elapsed
 
 
@@ -139,10 +192,22 @@ async def main() -> None:
     parser.add_argument("--budget", type=float, default=150.0, help="seconds, whole script")
     args = parser.parse_args()
     budget = Budget(args.budget)
+    publish_latency: list[float] = []
+    direct_latency: list[float] = []
     paths = [
         Candidate("3 round trips (baseline)", three_round_trips),
-        Candidate("publish", single(retention=True)),
+        Candidate("publish", single(True, publish_latency), latencies=publish_latency),
+        Candidate(
+            "publish, direct EVALSHA (1d287a0)", direct(direct_latency), latencies=direct_latency
+        ),
         *(Candidate(f"publish_many x{size}", batched(size)) for size in BATCH_SIZES),
+        Candidate(f"publish, {TASKS} tasks", concurrent(TASKS, single(retention=True))),
+        Candidate(
+            f"3 round trips, {TASKS} tasks, pool {TASKS}",
+            concurrent(TASKS, three_round_trips),
+            baseline="3 round trips (baseline)",
+            **BIG_POOL,
+        ),
         Candidate("publish, retention off", single(retention=False), retains=False),
         Candidate("3 round trips, python parser", three_round_trips, "python"),
         Candidate("publish, python parser", single(retention=True), "python"),
@@ -153,6 +218,8 @@ async def main() -> None:
     ]
     single_events = [sample_event(i) for i in range(args.events)]
     batch_events = [sample_event(i) for i in range(args.events * 10)]
+    users = [BENCH_USER, *(UUID(int=i + 1) for i in range(USERS - 1))]
+    many_users = [sample_event(i, user_id=users[i % USERS]) for i in range(args.events * 10)]
     with bench_server() as server:
         header("core publish: retention in one round trip vs PUBLISH + XADD + EXPIRE", server)
         async with client(server.url) as probe:
@@ -166,6 +233,7 @@ async def main() -> None:
         # alternating), and its ratio is the median of these paired ratios: drift on a shared
         # machine (the round-trip-bound baseline varies most) then cancels out.
         baselines = {p.client_key: p for p in paths if p.make is three_round_trips}
+        by_name = {p.name: p for p in paths}
         for repeat in range(args.repeats):
             if repeat and budget.spent():
                 print(f"(budget spent after {repeat} repeats)")
@@ -173,10 +241,14 @@ async def main() -> None:
             for path in paths:
                 if path.make is three_round_trips:
                     continue
-                base = baselines[path.client_key]
+                base = by_name[path.baseline] if path.baseline else baselines[path.client_key]
                 pair = (base, path) if repeat % 2 == 0 else (path, base)
                 for one in pair:
-                    events = batch_events if one.name.startswith("publish_many") else single_events
+                    events = single_events
+                    if one.name.startswith("publish_many"):
+                        events = batch_events
+                    elif "tasks" in one.name:
+                        events = many_users
                     one.rates.append(await measure(server.url, one, events))
                 path.ratios.append(path.rates[-1] / base.rates[-1])
     print(f"\n{'path':<36} {'median events/s':>15} {'repeats':>19} {'vs 3 round trips':>17}")
@@ -192,12 +264,26 @@ async def main() -> None:
         print(f"{path.name:<36} {rate:>15,.0f} {spread(path.rates):>19} {ratio:>16.2f}x{note}")
     print("(the ratio is the median of per-repeat ratios to a baseline measured alongside)")
     by_name = {p.name: median(p.rates) for p in paths}
+    for path in paths:
+        if path.latencies:
+            print(
+                f"{path.name}: latency per awaited call p50 {median(path.latencies) * 1e6:.0f} us, "
+                f"p90 {percentile(path.latencies, 90) * 1e6:.0f} us"
+            )
+    coalesced = by_name[f"publish, {TASKS} tasks"]
+    uncoalesced = by_name[f"3 round trips, {TASKS} tasks, pool {TASKS}"]
+    print(
+        f"publish, {TASKS} tasks vs 3 round trips with {TASKS} tasks on a pool of {TASKS}: "
+        f"{coalesced / uncoalesced:.2f}x"
+    )
     print(
         "hiredis speed-up: publish "
         f"{by_name['publish'] / by_name['publish, python parser']:.2f}x, publish_many x100 "
         f"{by_name['publish_many x100'] / by_name['publish_many x100, python parser']:.2f}x"
     )
-    print(f"\nrequirements (publish >= 2x, publish_many >= 8x): {verdict(ok)}")
+    print(
+        f"\nrequirements (publish >= 2.2x, publish_many >= 8x, {TASKS} tasks >= 10x): {verdict(ok)}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 LANES = 4  # connections a batcher may hold at once: a small, fixed number
 MAX_BATCH = 512  # calls per pipeline: bounds a round trip's size and the wait behind it
@@ -142,32 +144,60 @@ class RedisBatcher:
             lane.busy = False
 
     async def _send(self, batch: list[Call]) -> None:
-        try:
-            results = await self._round_trip(batch)
-            retry = [c for c, r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)]
-            if retry:
-                scripts = {c.script.sha: c.script for c in retry if c.script is not None}
-                for script in scripts.values():
-                    await self._redis.script_load(script.source)
-                for call, result in zip(retry, await self._round_trip(retry), strict=True):
-                    _settle(call, result)
-        except Exception as exc:  # the round trip failed: so did every call it held
-            for call in batch:
-                _settle(call, exc)
-            return
+        results = await self._round_trip(batch)
+        retry = [c for c, r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)]
         for call, result in zip(batch, results, strict=True):
             if not isinstance(result, NoScriptError):
                 _settle(call, result)
+        if not retry:
+            return
+        scripts = {c.script.sha: c.script for c in retry if c.script is not None}
+        try:
+            for script in scripts.values():
+                await self._redis.script_load(script.source)
+        except Exception as exc:
+            for call in retry:
+                _settle(call, exc)
+            return
+        for call, result in zip(retry, await self._round_trip(retry), strict=True):
+            _settle(call, result)
 
     async def _round_trip(self, calls: list[Call]) -> list[Any]:
+        """Send ``calls`` as one pipeline on a pooled connection; each call's reply or error.
+
+        redis-py's own pipeline would wrap every reply in its own timeout and may re-send a
+        whole pipeline after a connection error (running its calls twice); here one timeout
+        covers the batch and nothing is re-sent. If the connection fails, the calls whose
+        replies were read keep them and the rest fail with the error.
+        """
         self.round_trips += 1
-        pipe = self._redis.pipeline(transaction=False)
-        for call in calls:
-            if call.script is not None:
-                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-            else:
-                pipe.execute_command(*call.args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+        pool = self._redis.connection_pool
+        results: list[Any] = []
+        try:
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            return [exc] * len(calls)
+        try:
+            commands = [
+                ("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+                if c.script is not None
+                else c.args
+                for c in calls
+            ]
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in calls:
+                    try:
+                        results.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:
+                        results.append(exc)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError):
+                exc = RedisTimeoutError(f"no reply within {conn.socket_timeout}s")
+            await conn.disconnect(nowait=True)  # replies may still be on their way
+            results += [exc] * (len(calls) - len(results))
+        finally:
+            await pool.release(conn)
         return results
 
 

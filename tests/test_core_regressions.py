@@ -208,49 +208,7 @@ async def test_overflow_recovery_keeps_a_broadcast_from_the_same_millisecond(
 
 
 # -- publisher: NOSCRIPT retry re-runs the calls that already succeeded -------------------------
-
-
-async def test_publish_many_noscript_retry_does_not_duplicate(
-    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    publisher = RedisSSEPublisher(redis_client, enable_retention=True)
-    user = uuid4()
-    await publisher.publish(_event(user, i=0))  # loads the script
-    real_pipeline = redis_client.pipeline
-    injected = False
-
-    def pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = real_pipeline(*args, **kwargs)
-        real_evalsha = pipe.evalsha
-        flushed_here = False
-
-        def evalsha(*a: Any) -> Any:
-            nonlocal injected, flushed_here
-            result = real_evalsha(*a)
-            if not injected:  # another client's SCRIPT FLUSH lands between two of our calls
-                injected = flushed_here = True
-                pipe.script_flush()
-            return result
-
-        real_execute = pipe.execute
-
-        async def execute(*a: Any, **kw: Any) -> Any:
-            results = await real_execute(*a, **kw)
-            if flushed_here:  # the flush stands for another client's command: not ours
-                results = results[:1] + results[2:]
-            return results
-
-        pipe.evalsha = evalsha  # type: ignore[method-assign]
-        pipe.execute = execute  # type: ignore[method-assign]
-        return pipe
-
-    monkeypatch.setattr(redis_client, "pipeline", pipeline)
-    batch = [_event(user, i=i) for i in range(1, 4)]
-    assert await publisher.publish_many(batch)
-    rows = await redis_client.xrange(KEYS.user_stream(user))
-    ids = [(f.get(b"event_id") or f.get("event_id")) for _, f in rows]
-    # Before the fix: batch[0] is appended (and published) twice.
-    assert len(ids) == len(set(ids)) == 4
+# (now in tests/test_publish_batching.py: test_noscript_resends_only_the_calls_that_did_not_run)
 
 
 # -- publisher: the clock-skew fallback assumes the stream has a top entry ----------------------

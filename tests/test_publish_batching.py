@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sse_core import RedisSSEPublisher, RedisSSESubscriber, SSEChannelKeys, SSEEvent
-from sse_core.batcher import LANES, RedisBatcher
+from sse_core.batcher import LANES, Call, RedisBatcher
 from sse_core.codec import decode_fields
 from sse_core.publisher import SSEPublishError
 from tests.support.redis_server import RedisServer
@@ -127,48 +125,57 @@ async def test_one_bad_call_fails_alone(redis_client: Redis) -> None:
     assert strict.stats.published == 5
 
 
-async def test_a_failed_round_trip_fails_exactly_its_events(
-    redis: Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _busy_lane(publisher: RedisSSEPublisher, user: UUID, count: int) -> asyncio.Task[bool]:
+    """A big publish for ``user`` in flight: calls for that user made meanwhile queue behind it."""
+    busy = asyncio.create_task(publisher.publish_many([_event(user, i) for i in range(count)]))
+    await asyncio.sleep(0)
+    return busy
+
+
+async def test_a_lost_connection_fails_exactly_the_calls_without_a_reply(redis: Redis) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True)
+    batcher = RedisBatcher.for_client(redis)
     user = uuid4()
-    await publisher.publish(_event(user, 0))
-    real_pipeline = redis.pipeline
-    broken: list[int] = []
+    busy = await _busy_lane(publisher, user, 100)
+    before = asyncio.create_task(publisher.publish(_event(user, 100)))
+    await asyncio.sleep(0)
+    # Another caller's command on the same lane, in the same pipeline: the server answers it,
+    # then closes the connection without running what follows.
+    quit_call = batcher.submit(Call(None, (KEYS.user_stream(user),), ("QUIT",)))
+    after = [asyncio.create_task(publisher.publish(_event(user, 101 + i))) for i in range(20)]
+    assert await busy
+    assert await before is True
+    assert await quit_call in (b"OK", "OK")
+    assert await asyncio.gather(*after) == [False] * 20
+    assert (publisher.stats.failed, publisher.stats.published) == (20, 101)
+    assert await _retained(redis, user) == list(range(101))
+    assert await publisher.publish(_event(user, 121))  # a new connection from the pool
+    assert (await _retained(redis, user))[-1] == 121
 
-    def pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = real_pipeline(*args, **kwargs)
-        if not broken:  # the next round trip loses its connection
-            real_execute = pipe.execute
 
-            async def execute(*a: Any, **kw: Any) -> Any:
-                broken.append(len(pipe.command_stack))
-                await real_execute(*a, **kw)
-                raise RedisConnectionError("connection lost")
-
-            pipe.execute = execute
-        return pipe
-
-    monkeypatch.setattr(redis, "pipeline", pipeline)
-    alone = asyncio.create_task(publisher.publish(_event(user, 1)))
-    await asyncio.sleep(0)  # its round trip leaves alone; the next calls queue behind it
-    rest = await asyncio.gather(*(publisher.publish(_event(user, i)) for i in range(2, 201)))
-    assert broken == [1]
-    assert await alone is False
-    assert rest == [True] * 199
-    assert publisher.stats.failed == 1
-    assert publisher.stats.published == 200
-    # The failed trip's events reached Redis but were reported failed (the reply was lost).
-    assert await _retained(redis, user) == list(range(201))
+async def test_noscript_resends_only_the_calls_that_did_not_run(redis_client: Redis) -> None:
+    publisher = RedisSSEPublisher(redis_client, enable_retention=True, raise_errors=True)
+    batcher = RedisBatcher.for_client(redis_client)
+    user = uuid4()
+    busy = await _busy_lane(publisher, user, 50)  # also loads the script
+    first = asyncio.create_task(publisher.publish(_event(user, 50)))
+    await asyncio.sleep(0)
+    # Another client's SCRIPT FLUSH lands between two of our calls (emulated in-band).
+    flush = batcher.submit(Call(None, (KEYS.user_stream(user),), ("SCRIPT", "FLUSH")))
+    rest = asyncio.gather(*(publisher.publish(_event(user, 51 + i)) for i in range(10)))
+    assert await busy
+    assert await first
+    assert await flush
+    assert await rest == [True] * 10
+    # Before the fix (publish_many's retry): the call that ran is sent again, appended twice.
+    assert await _retained(redis_client, user) == list(range(61))
+    assert publisher.stats.failed == 0
 
 
 async def test_cancelled_callers_do_not_disturb_a_batch(redis: Redis) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
     user = uuid4()
-    await publisher.publish(_event(user, 0))
-    # A big publish keeps the user's lane busy; calls made meanwhile queue behind it.
-    busy = asyncio.create_task(publisher.publish_many([_event(user, i) for i in range(1, 400)]))
-    await asyncio.sleep(0)
+    busy = await _busy_lane(publisher, user, 400)
     queued = [asyncio.create_task(publisher.publish(_event(user, 400 + i))) for i in range(100)]
     await asyncio.sleep(0)
     cancelled = set(random.Random(3).sample(range(100), 40))
