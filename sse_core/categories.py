@@ -23,12 +23,18 @@ VALID_CATEGORIES: tuple[str, ...] = tuple(c.value for c in SSEEventCategory)
 def validate_categories(categories: Iterable[str] | None) -> list[SSEEventCategory]:
     """Turn query-string category names into enum values, failing loudly on typos.
 
+    The ``ValueError`` names every invalid name and lists the valid ones; its message starts
+    ``Invalid category`` as the seed's does.
+
     ``None`` means "no filter" and gives ``[]``. Duplicates are dropped, order is kept.
     """
     if categories is None:
         return []
     if isinstance(categories, str):
-        raise ValueError("categories must be a list of names, not a single string")
+        raise ValueError(
+            f"Invalid category list {categories[:80]!r}: give a list of names, not one string; "
+            f"valid categories are: {', '.join(VALID_CATEGORIES)}"
+        )
     result: list[SSEEventCategory] = []
     invalid: list[str] = []
     for raw in categories:
@@ -40,8 +46,9 @@ def validate_categories(categories: Iterable[str] | None) -> list[SSEEventCatego
         if category not in result:
             result.append(category)
     if invalid:
+        # "Invalid category" starts the message in every case: the seed's callers match it.
         raise ValueError(
-            f"invalid categor{'y' if len(invalid) == 1 else 'ies'} {', '.join(invalid)}; "
+            f"Invalid category {', '.join(invalid)}; "
             f"valid categories are: {', '.join(VALID_CATEGORIES)}"
         )
     return result

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sse_core.categories import SSEEventCategory
@@ -16,6 +19,22 @@ from sse_core.wire import format_event
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# What the seed's ``SSEEvent.from_dict`` requires: a missing one is a ``KeyError`` there.
+REQUIRED_FIELDS: tuple[str, ...] = ("event_id", "event_type", "user_id", "data", "occurred_at")
+
+
+def payload_json(data: dict[str, Any]) -> str:
+    """``json.dumps(data)``, byte for byte what the seed application sends and stores.
+
+    Values ``json`` cannot encode (a ``datetime`` in ``data``) are first made JSON-safe the way
+    the rest of ssewatch encodes them, instead of failing the stream.
+    """
+    try:
+        return json.dumps(data)
+    except TypeError:
+        return json.dumps(pydantic_core.to_jsonable_python(data))
 
 
 class SSEEvent(BaseModel):
@@ -40,6 +59,14 @@ class SSEEvent(BaseModel):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Callers written for the seed's frozen dataclass catch AttributeError, not pydantic's
+        # ValidationError.
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: SSEEvent is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}: SSEEvent is immutable")
+
     @property
     def category(self) -> SSEEventCategory:
         return EVENT_REGISTRY[self.event_type].category
@@ -63,14 +90,25 @@ class SSEEvent(BaseModel):
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> SSEEvent:
-        """Inverse of :meth:`to_dict`; an unknown type or bad value raises ``ValueError``."""
+        """Inverse of :meth:`to_dict`, with the seed's errors.
+
+        A missing field raises ``KeyError`` (naming it); an unknown type or a bad value raises
+        ``ValueError``.
+        """
+        for name in REQUIRED_FIELDS:
+            if name not in payload:
+                raise KeyError(name)
         return cls.model_validate(payload)
 
-    def to_sse_format(self) -> str:
-        """``id:``, ``event:`` and ``data:`` lines and a blank line, safe against injection."""
-        return format_event(
-            self.to_json(), event=self.event_type.value, event_id=str(self.event_id)
-        )
+    def to_sse_format(self, *, envelope: bool = False) -> str:
+        """``id:`` (event id), ``event:`` (type), ``data:`` and a blank line, injection-safe.
+
+        ``data`` is the payload only, ``json.dumps(event.data)``, as the seed sends it: browser
+        clients ``JSON.parse(e.data)`` and read the id from ``lastEventId``. ``envelope=True``
+        sends the whole event (:meth:`to_json`) instead, for clients that want the user and time.
+        """
+        data = self.to_json() if envelope else payload_json(self.data)
+        return format_event(data, event=self.event_type.value, event_id=str(self.event_id))
 
 
 def matches_categories(event: SSEEvent, allowed: frozenset[SSEEventCategory]) -> bool:

@@ -21,3 +21,4 @@ class SSESettings(BaseSettings):
     subscriber_queue_size: int = Field(default=1000, ge=1)
     token_secret: SecretStr | None = None
     token_ttl_seconds: int = Field(default=3600, ge=1)
+    event_envelope: bool = False

@@ -68,7 +68,7 @@ def test_invalid_categories_are_reported_and_the_rest_kept() -> None:
     names, error = parse_category_query("ai,bogus, security")
     assert names == ["ai", "security"]
     assert error is not None
-    assert "invalid category 'bogus'" in error
+    assert "Invalid category 'bogus'" in error
     assert "valid categories are" in error
 
 

@@ -363,7 +363,7 @@ async def test_bad_input_is_explained_on_the_page(
     category_message = await eventually(
         lambda: shadow_text(page, ".category-error"), bool, "URL category message"
     )
-    assert "invalid category 'nonsense'" in category_message
+    assert "Invalid category 'nonsense'" in category_message
     assert "Traceback" not in await page.content()
 
     # A crafted link must not inject markup through the error message that quotes it.

@@ -22,6 +22,7 @@ from sse_core import (
 )
 from sse_core.categories import parse_category_list
 from sse_core.ids import uuid7_time_ms
+from sse_core.keys import DashtamChannelKeys
 
 
 def test_validate_categories_keeps_order_and_drops_duplicates() -> None:
@@ -32,9 +33,11 @@ def test_validate_categories_keeps_order_and_drops_duplicates() -> None:
     assert validate_categories(None) == []
 
 
-def test_invalid_category_names_it_and_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match="'bogus'") as info:
-        validate_categories(["ai", "bogus"])
+@pytest.mark.parametrize("names", [["ai", "bogus"], ["bogus", "nope"], "ai"])
+def test_invalid_category_names_it_and_lists_valid_ones(names: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"^Invalid category") as info:
+        validate_categories(names)
+    assert ("'bogus'" in str(info.value)) is ("bogus" in names)
     for valid in ("data_sync", "provider", "ai", "import", "portfolio", "security"):
         assert valid in str(info.value)
 
@@ -97,8 +100,13 @@ def test_event_defaults_and_immutability() -> None:
     assert event.event_id.version == 7
     assert event.occurred_at.tzinfo is UTC
     assert event.category is SSEEventCategory.AI
-    with pytest.raises(ValueError, match="frozen"):
+    # The seed's SSEEvent is a frozen dataclass: its callers catch AttributeError.
+    with pytest.raises(AttributeError, match="'user_id'"):
         event.user_id = uuid4()  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="'data'"):
+        del event.data
+    assert event.user_id == user
+    assert event.model_copy(update={"data": {"i": 2}}).data == {"i": 2}  # copies still work
 
 
 def test_occurred_at_is_normalised_to_utc() -> None:
@@ -139,17 +147,44 @@ def test_from_dict_rejects_bad_values(change: dict[str, str], message: str) -> N
         SSEEvent.from_dict({**payload, **change})
 
 
-def test_sse_format_has_id_event_data_in_order_and_ends_with_blank_line() -> None:
-    event = SSEEvent(
-        event_type="sync.accounts.failed", user_id=uuid4(), data={"error": "a\nb\r\nc"}
+@pytest.mark.parametrize("field", ["event_id", "event_type", "user_id", "data", "occurred_at"])
+def test_from_dict_missing_field_is_a_key_error_naming_it(field: str) -> None:
+    payload = SSEEvent(event_type="ai.response.chunk", user_id=uuid4()).to_dict()
+    del payload[field]
+    with pytest.raises(KeyError, match=field):
+        SSEEvent.from_dict(payload)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"error": "a\nb\r\nc"},
+        {"unicode": "日本語 \u2028 é", "null": None, "list": [1, 2.5, True], "nested": {"k": {}}},
+        {},
+    ],
+)
+def test_sse_format_is_the_seeds_bytes_payload_only(data: dict[str, object]) -> None:
+    event = SSEEvent(event_type="sync.accounts.failed", user_id=uuid4(), data=data)
+    # The seed's to_sse_format, written out: id, event, data = json.dumps(payload), blank line.
+    seed = "\n".join(
+        [f"id: {event.event_id}", "event: sync.accounts.failed", f"data: {json.dumps(data)}", ""]
     )
-    text = event.to_sse_format()
-    assert text.endswith("\n\n")
-    lines = text[:-2].split("\n")
-    assert [line.split(":", 1)[0] for line in lines] == ["id", "event", "data"]
-    assert lines[0] == f"id: {event.event_id}"
-    assert lines[1] == "event: sync.accounts.failed"
+    assert event.to_sse_format() == seed + "\n"
+    assert json.loads(event.to_sse_format().split("\n")[2][len("data: ") :]) == data
+
+
+def test_sse_format_envelope_is_opt_in() -> None:
+    event = SSEEvent(event_type="ai.response.chunk", user_id=uuid4(), data={"n": 1})
+    lines = event.to_sse_format(envelope=True)[:-2].split("\n")
+    assert lines[:2] == [f"id: {event.event_id}", "event: ai.response.chunk"]
     assert SSEEvent.from_dict(json.loads(lines[2][len("data: ") :])) == event
+
+
+def test_sse_format_data_json_cannot_encode_is_made_json_safe() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    event = SSEEvent(event_type="ai.response.chunk", user_id=uuid4(), data={"at": when})
+    data = event.to_sse_format().split("\n")[2][len("data: ") :]
+    assert json.loads(data) == {"at": "2026-01-02T03:04:05Z"}
 
 
 def test_keys_share_a_hash_tag_per_user_and_parse_back() -> None:
@@ -169,6 +204,30 @@ def test_keys_share_a_hash_tag_per_user_and_parse_back() -> None:
     assert SSEChannelKeys("app").user_channel(user).startswith("app:")
     with pytest.raises(ValueError, match="prefix"):
         SSEChannelKeys("a{b")
+
+
+def test_keys_are_callable_on_the_class_with_default_names() -> None:
+    user = uuid4()
+    assert SSEChannelKeys.user_channel(user) == SSEChannelKeys().user_channel(user)
+    assert SSEChannelKeys.user_stream(user) == f"sse:{{u:{user}}}:stream"
+    assert SSEChannelKeys.broadcast_channel() == "sse:{broadcast}:events"
+    assert SSEChannelKeys.parse_user_id_from_channel(SSEChannelKeys.user_channel(user)) == user
+    # An instance with another prefix still answers with its own names.
+    assert SSEChannelKeys("tenant").user_stream(user) == f"tenant:{{u:{user}}}:stream"
+
+
+def test_dashtam_keys_are_the_seeds_names() -> None:
+    user = uuid4()
+    assert DashtamChannelKeys.user_channel(user) == f"sse:user:{user}"
+    assert DashtamChannelKeys.broadcast_channel() == "sse:broadcast"
+    assert DashtamChannelKeys.user_stream(user) == f"sse:stream:user:{user}"
+    assert DashtamChannelKeys.parse_user_id_from_channel(f"sse:user:{user}") == user
+    assert DashtamChannelKeys.parse_user_id_from_channel("sse:broadcast") is None
+    assert DashtamChannelKeys.parse_user_id_from_channel(f"sse:user:{user}:x") is None
+    assert DashtamChannelKeys.parse_user_id_from_stream(f"sse:stream:user:{user}") == user
+    assert DashtamChannelKeys.is_broadcast_channel("sse:broadcast")
+    assert DashtamChannelKeys.user_stream_pattern() == "sse:stream:user:*"
+    assert DashtamChannelKeys("app").user_channel(user) == f"app:user:{user}"
 
 
 def test_foreign_id_versions_order_by_occurred_at() -> None:

@@ -329,7 +329,7 @@ async def test_categories_filter_rows(fake_redis: Redis) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"categories": ["sync"]}, "invalid category 'sync'"),
+        ({"categories": ["sync"]}, "Invalid category 'sync'"),
         ({"since": "yesterday"}, "invalid since 'yesterday'"),
         ({"since": str(uuid4())}, "UUIDv7"),
         ({"since": uuid4()}, "UUIDv7"),

@@ -147,7 +147,13 @@ async def test_event_route_builds_a_working_route(redis: Redis) -> None:
 
 async def test_the_documented_example_runs_and_streams_demo_events() -> None:
     port = free_port()
-    env = {**os.environ, "SSE_TOKEN_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+    # The opt-in envelope puts the user on the wire, so the test can check whose events come.
+    env = {
+        **os.environ,
+        "SSE_TOKEN_SECRET": SECRET,
+        "SSE_EVENT_ENVELOPE": "true",
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("SSE_REDIS_URL", None)
     example = ROOT / "examples" / "asgi_app.py"
     proc = await asyncio.create_subprocess_exec(

@@ -34,7 +34,7 @@ PAGE = """<!doctype html><meta charset="utf-8"><title>ssewatch EventSource</titl
   source.onopen = () => { window.opens += 1; };
   source.onerror = () => { window.errors += 1; };
   source.addEventListener("import.progress", (e) => {
-    window.received.push({id: e.lastEventId, n: JSON.parse(e.data).data.n});
+    window.received.push({id: e.lastEventId, n: JSON.parse(e.data).n});  // data: the payload
   });
   source.addEventListener("stream-reset", (e) => { window.resets.push(JSON.parse(e.data)); });
 </script>"""

@@ -23,6 +23,8 @@ from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.request import redact_token
 from sse_core.http.tornado import event_routes
 from tests.support.sse_http import (
+    as_received,
+    as_sent,
     channel_subscribers,
     hub_subscriptions,
     new_secret,
@@ -112,8 +114,26 @@ async def test_stream_starts_with_retry_then_delivers_live_events(
     messages = "\n".join(wire[1:]).split("\n\n")
     assert [m.splitlines()[0] for m in messages if m] == [f"id: {e.event_id}" for e in sent]
     for e, message in zip(sent, messages, strict=False):
-        assert f"event: {e.event_type.value}" in message
-        assert SSEEvent.model_validate_json(message.split("data: ", 1)[1]) == e
+        # The seed's bytes: id, event name, data = json.dumps(payload) only.
+        assert message.strip("\n").split("\n") == [
+            f"id: {e.event_id}",
+            f"event: {e.event_type.value}",
+            f"data: {json.dumps(e.data)}",
+        ]
+
+
+async def test_envelope_is_opt_in(redis: Redis, publisher: RedisSSEPublisher) -> None:
+    e = event(step=1)
+    async with (
+        serve(redis, settings=settings(event_envelope=True)) as (base, _),
+        httpx.AsyncClient(timeout=10) as client,
+        aconnect_sse(client, "GET", f"{base}/events", headers=auth()) as source,
+    ):
+        await live(redis)
+        await publisher.publish(e)
+        [got] = await take(source.aiter_sse(), 1)
+    assert got.id == str(e.event_id)
+    assert SSEEvent.model_validate_json(got.data) == e
 
 
 async def test_only_the_token_users_events_and_broadcasts_arrive(
@@ -424,5 +444,4 @@ async def test_hostile_data_crosses_http_intact(redis: Redis, publisher: RedisSS
         await live(redis)
         await publisher.publish(e)
         [got] = await take(source.aiter_sse(), 1)
-    assert got.id == str(e.event_id)
-    assert SSEEvent.model_validate_json(got.data) == e
+    assert as_received(got) == as_sent(e)

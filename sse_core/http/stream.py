@@ -42,13 +42,15 @@ class StreamOptions:
 
     ``max_events`` / ``max_seconds`` end the response early (the client then reconnects with
     ``Last-Event-ID`` and loses nothing): useful to rebalance long-lived connections, and how
-    the tests make a browser reconnect.
+    the tests make a browser reconnect. ``envelope`` puts the whole event on ``data:`` instead
+    of its payload (``SSE_EVENT_ENVELOPE``; off by default, as in the seed application).
     """
 
     retry_ms: int = 3000
     heartbeat_seconds: float = 15.0
     max_events: int | None = None
     max_seconds: float | None = None
+    envelope: bool = False
 
     @classmethod
     def from_settings(
@@ -58,7 +60,13 @@ class StreamOptions:
         max_events: int | None = None,
         max_seconds: float | None = None,
     ) -> StreamOptions:
-        return cls(settings.retry_ms, settings.heartbeat_seconds, max_events, max_seconds)
+        return cls(
+            settings.retry_ms,
+            settings.heartbeat_seconds,
+            max_events,
+            max_seconds,
+            envelope=settings.event_envelope,
+        )
 
 
 def stream_reset_frame(gap: StreamGap) -> str:
@@ -81,14 +89,14 @@ class _LastWire:
     """
 
     def __init__(self) -> None:
-        self._last: tuple[SSEEvent, str] | None = None
+        self._last: tuple[SSEEvent, bool, str] | None = None
 
-    def format(self, event: SSEEvent) -> str:
+    def format(self, event: SSEEvent, envelope: bool = False) -> str:
         last = self._last
-        if last is not None and last[0] is event:
-            return last[1]
-        wire = event.to_sse_format()
-        self._last = (event, wire)
+        if last is not None and last[0] is event and last[1] is envelope:
+            return last[2]
+        wire = event.to_sse_format(envelope=envelope)
+        self._last = (event, envelope, wire)
         return wire
 
 
@@ -156,7 +164,7 @@ async def render_stream(
                 yield stream_reset_frame(item)
             else:
                 sent += 1
-                yield _wire.format(item)
+                yield _wire.format(item, options.envelope)
     finally:
         if pending is not None:
             pending.cancel()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,16 +16,31 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
+from httpx_sse import ServerSentEvent
 from redis.asyncio import Redis
 from tornado.httpserver import HTTPServer
 from tornado.web import Application
 
+from sse_core.events import SSEEvent
 from sse_core.hub import SubscriptionHub
 from sse_core.keys import SSEChannelKeys
 
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+WireEvent = tuple[str, str, Any]  # (id, event name, parsed data): what a browser sees
+
+
+def as_sent(event: SSEEvent) -> WireEvent:
+    """What a client must receive for ``event``: its id, its type, and only its payload."""
+    return str(event.event_id), event.event_type.value, event.data
+
+
+def as_received(sse: ServerSentEvent) -> WireEvent:
+    """A received message as a browser's handler sees it (``lastEventId``, name, ``JSON.parse``)."""
+    return sse.id or "", sse.event, json.loads(sse.data)
 
 
 @asynccontextmanager
