@@ -77,7 +77,7 @@ class Backend:
 
     @property
     def keys(self) -> SSEChannelKeys:
-        return SSEChannelKeys(self.settings.key_prefix)
+        return self.settings.channel_keys()
 
     @property
     def user_names(self) -> dict[UUID, str]:

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from pydantic import ValidationError
+
 from sse_core.connection import connect
 from sse_core.demo import DEMO_USERS, DemoTraffic
 from sse_core.publisher import RedisSSEPublisher
@@ -211,7 +213,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     handler = args.handler
-    result: int = handler(args, SSESettings())
+    try:
+        settings = SSESettings()
+    except ValidationError as exc:  # e.g. an unknown SSE_KEY_LAYOUT: say which, and what is valid
+        problems = "; ".join(
+            f"SSE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"ssewatch: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    result: int = handler(args, settings)
     return result
 
 

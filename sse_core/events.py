@@ -25,16 +25,16 @@ def _utc_now() -> datetime:
 REQUIRED_FIELDS: tuple[str, ...] = ("event_id", "event_type", "user_id", "data", "occurred_at")
 
 
-def payload_json(data: dict[str, Any]) -> str:
-    """``json.dumps(data)``, byte for byte what the seed application sends and stores.
+def seed_json(value: Any) -> str:
+    """``json.dumps(value)``, byte for byte what the seed application sends and stores.
 
     Values ``json`` cannot encode (a ``datetime`` in ``data``) are first made JSON-safe the way
-    the rest of ssewatch encodes them, instead of failing the stream.
+    the rest of ssewatch encodes them, instead of failing the publish or the stream.
     """
     try:
-        return json.dumps(data)
+        return json.dumps(value)
     except TypeError:
-        return json.dumps(pydantic_core.to_jsonable_python(data))
+        return json.dumps(pydantic_core.to_jsonable_python(value))
 
 
 class SSEEvent(BaseModel):
@@ -107,7 +107,7 @@ class SSEEvent(BaseModel):
         clients ``JSON.parse(e.data)`` and read the id from ``lastEventId``. ``envelope=True``
         sends the whole event (:meth:`to_json`) instead, for clients that want the user and time.
         """
-        data = self.to_json() if envelope else payload_json(self.data)
+        data = self.to_json() if envelope else seed_json(self.data)
         return format_event(data, event=self.event_type.value, event_id=str(self.event_id))
 
 

@@ -15,6 +15,7 @@ the first loop's connections.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from sse_core.keys import SSEChannelKeys
 from sse_core.registry import SSEEventType
 from sse_core.replay import Replay
 from sse_core.retention import RetentionReader
+from sse_core.settings import SSESettings
 
 EVENT_COLUMNS: tuple[str, ...] = ("event_id", "occurred_at", "category", "event_type", "user_id")
 CATEGORY_DTYPE = pd.CategoricalDtype([c.value for c in SSEEventCategory])
@@ -45,6 +47,7 @@ COLUMN_DTYPES: dict[str, Any] = {
 }
 DATA_PREFIX = "data."
 COMPLETE_ATTR = "complete"
+BROADCASTS_ATTR = "includes_broadcasts"
 """``frame.attrs`` key set by :func:`load_events`: ``False`` if retention already dropped some of
 the requested history (trimmed by size or age, or reset), so the frame is not all of it."""
 
@@ -132,15 +135,17 @@ async def load_events(
     ``since`` is a time (events from then on; naive means UTC) or an event id (events after it),
     given as a ``datetime``/``Timestamp``, a ``UUID`` or a string of either. Rows are in
     publication order, each broadcast once. ``frame.attrs["complete"]`` says whether retention
-    still held everything asked for. Works with top-level ``await`` in Jupyter; scripts use
+    still held everything asked for (``attrs["includes_broadcasts"]``: whether the key layout
+    retains broadcasts at all). ``keys`` defaults to the configured layout (``SSE_KEY_LAYOUT``,
+    ``SSE_KEY_PREFIX``). Works with top-level ``await`` in Jupyter; scripts use
     :func:`load_events_sync`.
     """
-    reader = RetentionReader(redis_client, keys or SSEChannelKeys())
+    reader = RetentionReader(redis_client, keys or SSESettings().channel_keys())
     allowed = frozenset(validate_categories(categories))
     start = _parse_since(since)
     if user_id is not None:
         replay = await _read_user(reader, parse_user_id(user_id), start, allowed, exact=True)
-        return _framed(replay.events, replay.complete)
+        return _framed(replay.events, replay.complete, reader.layout.retains_broadcasts)
     # With no user stream left, reading the nil user still yields the broadcast stream.
     users = await reader.users() or [UUID(int=0)]
     replays: list[Replay] = []
@@ -151,7 +156,8 @@ async def load_events(
         )
     merged = heapq.merge(*(r.events for r in replays), key=lambda e: (e.time_ms, e.event_id.int))
     unique = {e.event_id: e for e in merged}  # a broadcast is in every user's history: once
-    return _framed(unique.values(), all(r.complete for r in replays))
+    complete = all(r.complete for r in replays)
+    return _framed(unique.values(), complete, reader.layout.retains_broadcasts)
 
 
 def load_events_sync(
@@ -207,12 +213,14 @@ async def _read_user(
     start_ms = uuid7_time_ms(start)
     replay = await reader.since(user_id, start_ms, allowed)
     cut = (start_ms, start.int)
-    return Replay([e for e in replay.events if (e.time_ms, e.event_id.int) > cut], replay.complete)
+    kept = [e for e in replay.events if (e.time_ms, e.event_id.int) > cut]
+    return dataclasses.replace(replay, events=kept)
 
 
-def _framed(events: Iterable[SSEEvent], complete: bool) -> pd.DataFrame:
+def _framed(events: Iterable[SSEEvent], complete: bool, broadcasts: bool) -> pd.DataFrame:
     frame = events_to_frame(events)
     frame.attrs[COMPLETE_ATTR] = complete
+    frame.attrs[BROADCASTS_ATTR] = broadcasts
     return frame
 
 

@@ -9,6 +9,9 @@ replay seek straight to an id instead of scanning.
 Every call goes through the client's :class:`~sse_core.batcher.RedisBatcher`: concurrent
 publishes (from any publisher on the same client) leave together as pipelined script calls on a
 few connections, a lone publish still costs one round trip, and each call keeps its own outcome.
+
+The key layout (:mod:`sse_core.layouts`; ``keys`` picks it) supplies that call per event: the
+script above for ssewatch's own layout, the seed application's exact commands for ``dashtam``.
 """
 
 from __future__ import annotations
@@ -20,33 +23,13 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
-from sse_core.batcher import Call, LuaScript, RedisBatcher
-from sse_core.codec import STREAM_FIELDS, encode_field_values, encode_payload
+from sse_core.batcher import Call, RedisBatcher
 from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
+from sse_core.layouts import PUBLISH_SCRIPT, Retention, layout_for
 from sse_core.settings import SSESettings
 
-# KEYS[1] stream; ARGV: channel, payload, event ms, max len, min id ms, ttl ms, then the
-# stream field values in STREAM_FIELDS order (their names are written into the script: five
-# fewer arguments to pack on every publish).
-# If another publisher's clock ran ahead, "<ms>-*" is below the stream's top id and XADD
-# refuses it; the entry then takes the top id's millisecond, so stream ids never fall below the
-# event's own time (the invariant replay's seek relies on).
-_FIELDS_LUA = ", ".join(f"'{name}', ARGV[{7 + i}]" for i, name in enumerate(STREAM_FIELDS))
-PUBLISH_SCRIPT = f"""
-local key = KEYS[1]
-local id = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[4], ARGV[3] .. '-*', {_FIELDS_LUA})
-if type(id) == 'table' and id.err then
-  local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  local next_id = '*'  -- emptied stream (XTRIM/XDEL): '*' is never below its last id
-  if top[1] then next_id = string.match(top[1][1], '^(%d+)-') .. '-*' end
-  id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[4], next_id, {_FIELDS_LUA})
-end
-redis.call('XTRIM', key, 'MINID', '~', ARGV[5])
-redis.call('PEXPIRE', key, ARGV[6])
-return redis.call('PUBLISH', ARGV[1], ARGV[2])
-"""
-_SCRIPT = LuaScript(PUBLISH_SCRIPT)
+__all__ = ["PUBLISH_SCRIPT", "PublisherStats", "RedisSSEPublisher", "SSEPublishError"]
 
 
 class SSEPublishError(RuntimeError):
@@ -62,7 +45,7 @@ class PublisherStats:
 @dataclass(frozen=True, slots=True)
 class _Delivery:
     channel: str
-    stream: str
+    stream: str | None  # None: live only (a layout that does not retain broadcasts)
     event: SSEEvent
 
 
@@ -92,22 +75,24 @@ class RedisSSEPublisher:
         self.retention_max_len = retention_max_len
         self.retention_ttl_ms = retention_ttl_seconds * 1000
         self._log = logger or logging.getLogger(__name__)
-        self.keys = keys or SSEChannelKeys()
+        self.layout = layout_for(keys)
+        self.keys = self.layout.keys
         self.raise_errors = raise_errors
         self.stats = PublisherStats()
+        self._retention = Retention(retention_max_len, self.retention_ttl_ms)
 
     @classmethod
     def from_settings(
         cls, redis_client: Redis, settings: SSESettings, logger: logging.Logger | None = None
     ) -> RedisSSEPublisher:
-        """A publisher configured from ``SSE_*`` settings (retention bounds, key prefix)."""
+        """A publisher configured from ``SSE_*`` settings (retention bounds, key layout/prefix)."""
         return cls(
             redis_client,
             enable_retention=settings.enable_retention,
             retention_max_len=settings.retention_max_len,
             retention_ttl_seconds=settings.retention_ttl_seconds,
             logger=logger,
-            keys=SSEChannelKeys(settings.key_prefix),
+            keys=settings.channel_keys(),
         )
 
     async def publish(self, event: SSEEvent) -> bool:
@@ -132,24 +117,12 @@ class RedisSSEPublisher:
         return _Delivery(self.keys.user_channel(user_id), self.keys.user_stream(user_id), event)
 
     def _to_all(self, event: SSEEvent) -> _Delivery:
-        return _Delivery(self.keys.broadcast_channel(), self.keys.broadcast_stream(), event)
+        return _Delivery(self.keys.broadcast_channel(), self.layout.broadcast_stream(), event)
 
     def _call(self, d: _Delivery) -> Call:
-        """The one Redis call that retains (if on) and publishes ``d``."""
-        payload = encode_payload(d.event)
-        if not self.enable_retention:
-            return Call(None, (d.channel,), ("PUBLISH", d.channel, payload))
-        ms = d.event.time_ms
-        args = (
-            d.channel,
-            payload,
-            ms,
-            self.retention_max_len,
-            max(ms - self.retention_ttl_ms, 0),
-            self.retention_ttl_ms,
-            *encode_field_values(d.event),
-        )
-        return Call(_SCRIPT, (d.stream,), args)
+        """The one Redis call that retains (if on) and publishes ``d``: the layout's."""
+        retention = self._retention if self.enable_retention else None
+        return self.layout.publish_call(d.channel, d.stream, d.event, retention)
 
     async def _deliver(self, deliveries: Sequence[_Delivery]) -> bool:
         """Publish through the client's batcher: concurrent calls share pipelined round trips.

@@ -54,10 +54,15 @@ class Replay:
     ``complete`` is ``False`` when the gap may not be fully covered: the last id is no longer
     retained (aged out, trimmed, or the stream was reset) or the other stream was trimmed past
     it. Like Centrifugo's ``recovered: false``: the client should reload its state.
+
+    ``includes_broadcasts`` is ``False`` where the key layout does not retain broadcasts (the
+    seed's, ``dashtam``): broadcasts sent during the gap are not in ``events``, and
+    ``complete`` speaks for the user's own events only.
     """
 
     events: list[SSEEvent]
     complete: bool
+    includes_broadcasts: bool = True
 
 
 Cursor = tuple[int, UUID]  # (time ms, id) of the last event a consumer got from one stream
@@ -93,9 +98,10 @@ class SourcedReplay:
 
     events: list[tuple[int, SSEEvent]]
     complete: bool
+    includes_broadcasts: bool = True
 
     def public(self) -> Replay:
-        return Replay([event for _, event in self.events], self.complete)
+        return Replay([event for _, event in self.events], self.complete, self.includes_broadcasts)
 
 
 def _key(entry: RetainedEvent) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ from sse_core.codec import MalformedEvent, decode_fields
 from sse_core.events import SSEEvent
 from sse_core.ids import uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
+from sse_core.layouts import layout_for
 from sse_core.replay import (
     Position,
     Replay,
@@ -36,11 +38,13 @@ def _info_value(info: Mapping[Any, Any], name: str) -> Any:
 
 
 class RetentionReader:
-    """Reads a user's stream and the broadcast stream as one atomic snapshot.
+    """Reads a user's retained events (with retained broadcasts) from a position on.
 
-    Both streams are read from the same start id inside one ``MULTI``: the snapshot is
-    consistent with pub/sub order, which is what the live hand-over relies on. Cost is
-    proportional to what lies after the start id, never to the whole stream.
+    How the position is found is the key layout's (``keys`` picks it,
+    :mod:`sse_core.layouts`). In ssewatch's own layout both streams are read from the same
+    start id inside one ``MULTI``: the snapshot is consistent with pub/sub order, which is what
+    the live hand-over relies on. Cost is proportional to what lies after the start, never to
+    the whole stream.
     """
 
     def __init__(
@@ -54,14 +58,29 @@ class RetentionReader:
     ) -> None:
         self._redis = redis_client
         self._keys = keys
+        self.layout = layout_for(keys)
         self._log = logger or logging.getLogger(__name__)
         self._on_malformed = on_malformed
         self.malformed = 0
         # Retention only vouches for its TTL: past it, a whole idle stream may have expired.
         self._ttl_ms = ttl_ms
 
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    def skip_malformed(self, name: str, raw_id: Any, exc: Exception) -> None:
+        """Count and log an entry that is not a valid event (readers skip it)."""
+        self.malformed += 1
+        if self._on_malformed is not None:
+            self._on_malformed()
+        self._log.warning("skipped malformed entry %r in %s: %s", raw_id, name, exc)
+
     async def read(self, user_id: UUID, starts: Sequence[StreamId]) -> list[StreamSlice]:
-        """Slices of the user's and the broadcast stream, each from its start id on."""
+        """Slices of the user's and the broadcast stream, each from its start id on.
+
+        The seek of ssewatch's layout, whose stream ids are the events' times.
+        """
         names = [self._keys.user_stream(user_id), self._keys.broadcast_stream()]
         pipe = self._redis.pipeline(transaction=True)
         for name, start in zip(names, starts, strict=True):
@@ -80,10 +99,7 @@ class RetentionReader:
             try:
                 entries.append(RetainedEvent(parse_stream_id(raw_id), decode_fields(fields)))
             except MalformedEvent as exc:
-                self.malformed += 1
-                if self._on_malformed is not None:
-                    self._on_malformed()
-                self._log.warning("skipped malformed entry %r in %s: %s", raw_id, name, exc)
+                self.skip_malformed(name, raw_id, exc)
         first = _info_value(info, "first-entry")
         added = int(_info_value(info, "entries-added") or 0)
         length = int(_info_value(info, "length") or 0)
@@ -110,12 +126,14 @@ class RetentionReader:
         categories: frozenset[SSEEventCategory] = frozenset(),
     ) -> SourcedReplay:
         """What a consumer at ``position`` has not got yet; reads only from its positions on."""
-        starts = [position.start(0), position.start(1)]
-        replay = select_resume(position, await self.read(user_id, starts), categories)
-        oldest_ms = min(ms for ms, _ in starts)
+        slices = await self.layout.read(self, user_id, position)
+        replay = select_resume(position, slices, categories)
+        if not self.layout.retains_broadcasts:
+            replay = dataclasses.replace(replay, includes_broadcasts=False)
+        oldest_ms = min(position.start(i)[0] for i in range(len(slices)))
         now_ms = time.time_ns() // 1_000_000
         if replay.complete and self._ttl_ms is not None and oldest_ms < now_ms - self._ttl_ms:
-            return SourcedReplay(replay.events, complete=False)
+            return dataclasses.replace(replay, complete=False)
         return replay
 
     async def history(
@@ -137,7 +155,11 @@ class RetentionReader:
         categories: frozenset[SSEEventCategory] = frozenset(),
     ) -> Replay:
         """Retained events from ``start_ms`` on, and whether retention still holds all of them."""
-        return select_since(start_ms, await self.read(user_id, [(start_ms, 0)] * 2), categories)
+        slices = await self.layout.read(self, user_id, Position(start_ms))
+        replay = select_since(start_ms, slices, categories)
+        if not self.layout.retains_broadcasts:
+            replay = dataclasses.replace(replay, includes_broadcasts=False)
+        return replay
 
     async def users(self) -> list[UUID]:
         """Users that have retained events (``SCAN``, never ``KEYS``)."""

@@ -102,12 +102,12 @@ class RedisSSESubscriber:
     def from_settings(
         cls, redis_client: Redis, settings: SSESettings, logger: logging.Logger | None = None
     ) -> RedisSSESubscriber:
-        """A subscriber configured from ``SSE_*`` settings (retention, TTL, prefix, queue)."""
+        """A subscriber configured from ``SSE_*`` settings (retention, TTL, layout, queue)."""
         return cls(
             redis_client,
             enable_retention=settings.enable_retention,
             logger=logger,
-            keys=SSEChannelKeys(settings.key_prefix),
+            keys=settings.channel_keys(),
             queue_size=settings.subscriber_queue_size,
             retention_ttl_seconds=settings.retention_ttl_seconds,
         )
@@ -163,7 +163,7 @@ class RedisSSESubscriber:
         uid, last = parse_user_id(user_id), parse_event_id(last_event_id)
         allowed = frozenset(validate_categories(categories))
         if not self.enable_retention:
-            return Replay([], complete=False)
+            return Replay([], complete=False, includes_broadcasts=False)
         return await self.retention.replay(uid, last, allowed)
 
     def _count_malformed(self) -> None:

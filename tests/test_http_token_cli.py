@@ -8,6 +8,7 @@ import subprocess
 import time
 from uuid import UUID
 
+import jwt
 import pytest
 
 from dashboard.cli import main
@@ -26,6 +27,19 @@ def test_token_names_the_user_and_honours_ttl(
     claims = TokenSigner(SECRET).verify(token)
     assert claims.user_id == UUID(USER)
     assert 110 <= claims.expires_at - time.time() <= 120
+    # A standard HS256 JWT: any JWT library (and the application) reads it.
+    assert jwt.decode(token, SECRET, algorithms=["HS256"])["sub"] == USER
+
+
+def test_an_unknown_key_layout_is_named_with_the_valid_ones(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SSE_TOKEN_SECRET", SECRET)
+    monkeypatch.setenv("SSE_KEY_LAYOUT", "seed")
+    assert main(["token", "--user", USER]) == 2
+    err = capsys.readouterr().err
+    assert "SSE_KEY_LAYOUT" in err
+    assert "valid layouts are ssewatch, dashtam" in err
 
 
 def test_default_ttl_comes_from_settings(
