@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 import pytest
 from redis.asyncio import Redis
 
+from dashboard.cli import main
 from sse_core import RedisSSEPublisher, RedisSSESubscriber, SSEEvent, SSESettings, dashtam, uuid7
 from sse_core.frames import load_events
 from sse_core.keys import DashtamChannelKeys
@@ -282,3 +283,16 @@ def test_notebooks_run_in_the_dashtam_layout(name: str, redis_server: RedisServe
     assert keys
     # The seed's names only: sse:stream:user:<uuid>, nothing hash-tagged.
     assert all(b":stream:user:" in key and b"{" not in key for key in keys)
+
+
+def test_ssewatch_demo_writes_the_seed_layout(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"demo{uuid4().hex[:6]}"
+    monkeypatch.setenv("SSE_KEY_LAYOUT", "dashtam")
+    monkeypatch.setenv("SSE_KEY_PREFIX", prefix)
+    argv = ["demo", "--redis-url", redis_server.url, "--max-events", "30", "--seed", "3"]
+    assert main(argv) == 0
+    keys = asyncio.run(_keys_under(redis_server.url, prefix))
+    assert keys
+    assert all(key.startswith(f"{prefix}:stream:user:".encode()) for key in keys)
