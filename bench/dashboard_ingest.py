@@ -10,9 +10,16 @@ watching one user. A separate publisher process sends that user ``--rate`` event
 * events the page shows (its "Total events" indicator) against events published.
 
 Baseline in the same run: the same server and page, idle (connected, no traffic) for
-``--baseline`` seconds before the load. Usage::
+``--baseline`` seconds before the load.
+
+Then the time to open a view: from ``page.goto`` to a filled view (its "Events" indicator
+showing all of them, the feed full) for a user with ``--history`` (1,000) retained events in
+the 15-minute window, against the same for a user with none (the page's own load and first
+frame, measured alongside: the difference is the back-fill). Medians of ``--opens`` each.
+Usage::
 
     python3 bench/dashboard_ingest.py [--duration 60] [--rate 5000] [--baseline 10]
+                                      [--history 1000] [--opens 5]
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH  # noqa: E402
 from tests.support.redis_server import RedisServer, free_port  # noqa: E402
 
 BENCH_USER = UUID("3c1b9a52-8d3e-4f61-a7c2-5e9d0b4f6a18")
+WINDOW = 900  # the page watches 15 minutes: the whole run stays inside its window
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BATCH_SECONDS = 0.02
 
@@ -169,12 +177,12 @@ def start_dashboard(redis_url: str, log_path: Path) -> tuple[subprocess.Popen[by
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 75
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"dashboard exited: {log_path.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(url + "/", timeout=2):
+            with urllib.request.urlopen(url + "/", timeout=60):
                 return process, url
         except OSError:
             time.sleep(0.2)
@@ -217,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
             page = browser.new_page(viewport={"width": 1500, "height": 1200})
             counter = UpdateCounter()
             page.on("websocket", counter.attach)
-            page.goto(f"{url}/?user={BENCH_USER}")
+            page.goto(f"{url}/?user={BENCH_USER}&window={WINDOW}")
             page.locator("[data-stat=total]").wait_for()
             wait_subscribed(redis.url, BENCH_USER)
             page.wait_for_timeout(1000)  # let the first render settle
@@ -246,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
                 page.wait_for_timeout(250)
                 shown = page_number(page, "total")
             dropped, gaps = page_number(page, "dropped"), page_number(page, "gaps")
+            page.close()
+            opens = measure_opens(browser, url, redis.url, args.history, args.opens)
             browser.close()
     finally:
         dashboard.terminate()
@@ -253,7 +263,98 @@ def run(args: argparse.Namespace) -> int:
         redis.cleanup()
 
     report(args, idle, load, published, shown, dropped, gaps)
+    report_opens(args, opens)
     return 0
+
+
+# -- opening a view with history -------------------------------------------------------------
+
+
+def seed_history(redis_url: str, user: UUID, count: int) -> None:
+    """``count`` events spread over the last 10 minutes (inside the window), oldest first."""
+    from sse_core.connection import connect
+    from sse_core.events import SSEEvent
+    from sse_core.ids import uuid7
+    from sse_core.publisher import RedisSSEPublisher
+    from sse_core.registry import SSEEventType
+
+    async def seed() -> None:
+        client = connect(redis_url)
+        publisher = RedisSSEPublisher(client, enable_retention=True, retention_max_len=count)
+        now_ms = time.time_ns() // 1_000_000
+        types = list(SSEEventType)
+        events = []
+        for i in range(count):
+            ms = now_ms - 600_000 + i * 600_000 // count
+            events.append(
+                SSEEvent(
+                    event_id=uuid7(now_ms=ms),
+                    event_type=types[i % len(types)],
+                    user_id=user,
+                    occurred_at=dt.datetime.fromtimestamp(ms / 1000, dt.UTC),
+                    data={"seq": i, "account_id": "acct_123", "amount": 42.5},
+                )
+            )
+        try:
+            await publisher.publish_many(events)
+        finally:
+            await client.aclose()
+
+    asyncio.run(seed())
+
+
+def time_to_filled(browser: Any, url: str, user: UUID, expected: int) -> float:
+    """Seconds from navigation to the page showing ``expected`` events and a full feed."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1200})
+    try:
+        started = time.monotonic()
+        page.goto(f"{url}/?user={user}&window={WINDOW}")
+        total = page.locator("[data-stat=total] .number")
+        rows = page.locator(".live-feed .tabulator-row")
+        want_rows = min(expected, 50)
+        deadline = started + 60
+        while time.monotonic() < deadline:
+            ready = total.count() and page.locator(".coverage[data-complete]").count()
+            filled = ready and int(total.inner_text().replace(",", "")) == expected
+            if filled and rows.count() == want_rows:
+                return time.monotonic() - started
+            page.wait_for_timeout(20)
+        raise RuntimeError(f"the view of {user} never showed {expected} events")
+    finally:
+        page.close()
+
+
+def measure_opens(
+    browser: Any, url: str, redis_url: str, history: int, repeats: int
+) -> dict[str, list[float]]:
+    from uuid import uuid4
+
+    times: dict[str, list[float]] = {"empty": [], "history": []}
+    for _ in range(repeats):  # interleaved, so both see the same machine
+        empty, filled = uuid4(), uuid4()
+        seed_history(redis_url, filled, history)
+        times["empty"].append(time_to_filled(browser, url, empty, 0))
+        times["history"].append(time_to_filled(browser, url, filled, history))
+    return times
+
+
+def report_opens(args: argparse.Namespace, opens: dict[str, list[float]]) -> None:
+    from statistics import median
+
+    empty, filled = median(opens["empty"]), median(opens["history"])
+    print()
+    print(
+        f"opening a view (15-minute window), median of {args.opens}: "
+        f"{args.history:,} retained events -> filled view {filled:.2f} s; "
+        f"baseline, a user with none -> first frame {empty:.2f} s; "
+        f"back-fill adds {filled - empty:+.2f} s ({filled / empty:.2f}x)"
+    )
+    print(
+        "  runs (s): history "
+        + ", ".join(f"{t:.2f}" for t in opens["history"])
+        + "; empty "
+        + ", ".join(f"{t:.2f}" for t in opens["empty"])
+    )
 
 
 def report(
@@ -326,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (60)")
     parser.add_argument("--rate", type=float, default=5000.0, help="events/s (5000)")
     parser.add_argument("--baseline", type=float, default=10.0, help="idle seconds (10)")
+    parser.add_argument("--history", type=int, default=1000, help="retained events (1000)")
+    parser.add_argument("--opens", type=int, default=5, help="views opened per case (5)")
     return run(parser.parse_args(argv))
 
 

@@ -34,11 +34,13 @@ from dashboard.controls import (
     hidden_alert,
     parse_category_query,
 )
+from dashboard.inspector import Inspector
 from dashboard.palette import CATEGORIES
 from dashboard.replay_panel import ReplayPanel
 from dashboard.state import LiveState
 from dashboard.views import LiveViews
 from sse_core.ids import parse_user_id
+from sse_core.registry import SSEEventType
 from sse_core.settings import SSESettings
 from sse_core.subscriber import RedisSSESubscriber
 
@@ -46,12 +48,12 @@ log = logging.getLogger(__name__)
 
 FLUSH_MS = 200
 USER_REFRESH_MS = 10_000
-FEED_ROWS = 50
+FEED_ROWS = 50  # shown
+FEED_KEEP = 1_000  # kept for search and the inspector
 WINDOWS: dict[str, int] = {"1 minute": 60, "5 minutes": 300, "15 minutes": 900}
 DEFAULT_WINDOW = 60
 ACCENT = "#FF7F00"  # Grafana's orange: buttons, focus rings
 HEADER_BACKGROUND = "#181B1F"  # a dark header bar, as in Grafana
-HISTORY_SECONDS = max(WINDOWS.values())
 
 
 def _in_server_session() -> bool:
@@ -75,7 +77,10 @@ class Dashboard(Viewer):
         default="", doc="Comma-separated category filter, '' for all; synced with ?categories=."
     )
     paused = param.Boolean(default=False, doc="Freeze the view; counting goes on meanwhile.")
-    window = param.Integer(default=DEFAULT_WINDOW, doc="Seconds of rate history shown.")
+    window = param.Integer(
+        default=DEFAULT_WINDOW,
+        doc="Seconds the view covers (back-filled from retention), one of WINDOWS; ?window=.",
+    )
 
     def __init__(
         self,
@@ -102,7 +107,7 @@ class Dashboard(Viewer):
         self._telemetry = self.backend.telemetry
         self._subscriber: RedisSSESubscriber | None = None
         self._consumer: asyncio.Task[None] | None = None
-        self._state = self._new_state()
+        self._state = self._new_state(time.time() * 1000.0)
         self._shown: LiveState | None = None
         self._callbacks: list[pn.io.PeriodicCallback] = []
         self._started = False
@@ -115,6 +120,7 @@ class Dashboard(Viewer):
         self.views = LiveViews(
             history_points=self._state.history_points,
             window_seconds=self.window,
+            feed_rows=FEED_ROWS,
         )
         self.users = UserPicker(value=self.user)
         self.users.set_users(
@@ -128,11 +134,29 @@ class Dashboard(Viewer):
             css_classes=["category-filter"],
         )
         self.window_select = pn.widgets.Select(
-            label="Time window", options=WINDOWS, value=self.window, sizing_mode="stretch_width"
+            label="Time window",
+            options=WINDOWS,
+            value=self.window,
+            sizing_mode="stretch_width",
+            css_classes=["window-select"],
         )
         self.pause = pn.widgets.Toggle(
             label="Pause", icon="player-pause", color="default", sizing_mode="stretch_width"
         )
+        self.type_filter = pn.widgets.MultiChoice(
+            name="Event types",
+            options=[t.value for t in SSEEventType],
+            placeholder="All event types",
+            sizing_mode="stretch_width",
+            css_classes=["type-filter"],
+        )
+        self.search = pn.widgets.TextInput(
+            name="Search",
+            placeholder="text in the type, id or payload",
+            sizing_mode="stretch_width",
+            css_classes=["feed-search"],
+        )
+        self.inspector = Inspector()
         self.notice = hidden_alert("notice", "warning")
         self.category_alert = hidden_alert("category-error")
         self.replay = ReplayPanel(
@@ -147,7 +171,7 @@ class Dashboard(Viewer):
             if pn.state.location is not None:
                 pn.state.location.sync(
                     self,
-                    {"user": "user", "categories": "categories"},
+                    {"user": "user", "categories": "categories", "window": "window"},
                     on_error=self._on_bad_query,
                 )
             self._pick_default_user()
@@ -175,7 +199,9 @@ class Dashboard(Viewer):
 
     def main(self) -> list[Any]:
         return [
-            pn.Column(self.notice, self.views.stats, sizing_mode="stretch_width"),
+            pn.Column(
+                self.notice, self.views.stats, self.views.coverage, sizing_mode="stretch_width"
+            ),
             pn.Row(
                 pn.Column(
                     pn.pane.Bokeh(self.views.counts_chart.figure, sizing_mode="stretch_width"),
@@ -185,9 +211,22 @@ class Dashboard(Viewer):
                 pn.pane.Bokeh(self.views.rates_chart.figure, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
-            pn.Column(
-                pn.pane.Markdown("#### Live feed · newest first · click a row to replay after it"),
-                self.views.feed.table,
+            pn.Row(
+                pn.Column(
+                    pn.pane.Markdown(
+                        "#### Live feed · click a row to inspect it and replay after it",
+                        margin=(0, 10),
+                    ),
+                    pn.Row(self.type_filter, self.search, sizing_mode="stretch_width"),
+                    self.views.feed_caption,
+                    self.views.feed.table,
+                    sizing_mode="stretch_width",
+                ),
+                pn.Column(
+                    pn.pane.Markdown("#### Event", margin=(0, 10)),
+                    self.inspector,
+                    width=440,
+                ),
                 sizing_mode="stretch_width",
             ),
             pn.Column(
@@ -233,8 +272,12 @@ class Dashboard(Viewer):
         if _in_server_session() and pn.state.location is not None:
             # The browser reports its own URL when it connects; write the selection back now,
             # so a default choice (or a corrected one) becomes a shareable link.
-            query = {"user": self.user, "categories": self.categories}
-            pn.state.location.update_query(**query)  # type: ignore[arg-type]  # Panel: **kwargs
+            query: dict[str, Any] = {
+                "user": self.user,
+                "categories": self.categories,
+                "window": self.window,
+            }
+            pn.state.location.update_query(**query)
         self._callbacks = [
             pn.state.add_periodic_callback(self._flush, period=FLUSH_MS),
             # Panel awaits coroutine callbacks; its annotation only lists plain ones.
@@ -289,6 +332,8 @@ class Dashboard(Viewer):
         self.window_select.param.watch(lambda e: setattr(self, "window", e.new), "value")
         self.pause.param.watch(lambda e: setattr(self, "paused", e.new), "value")
         self.views.feed.table.on_click(self._on_feed_click)
+        self.type_filter.param.watch(self._on_feed_filter, "value")
+        self.search.param.watch(self._on_feed_filter, "value_input")
 
     def _on_category_widget(self, event: param.parameterized.Event) -> None:
         self.categories = format_category_query(event.new)
@@ -313,8 +358,13 @@ class Dashboard(Viewer):
 
     @param.depends("window", watch=True)
     def _on_window(self) -> None:
+        if self.window not in WINDOWS.values():
+            allowed = ", ".join(str(v) for v in WINDOWS.values())
+            self.users.show_error(f"Ignored window={self.window}: choose one of {allowed} (s).")
+            self.window = DEFAULT_WINDOW
+            return
         self.window_select.value = self.window
-        self.views.set_window(self.window)
+        self._resubscribe()  # back-fill the new window from retention
 
     @param.depends("paused", watch=True)
     def _on_paused(self) -> None:
@@ -331,9 +381,15 @@ class Dashboard(Viewer):
         self.users.show_error(f"Ignored invalid URL query values: {values}")
 
     def _on_feed_click(self, event: Any) -> None:
-        event_id = self.views.feed.event_id_at(event.row)
-        if event_id:
-            self.replay.use_event(event_id)
+        row = self.views.feed.row_at(event.row)
+        if row is None or row.event is None:
+            return
+        self.inspector.inspect(row.event)
+        self.replay.use_event(row.event_id)
+
+    def _on_feed_filter(self, _event: object = None) -> None:
+        self.views.feed.set_filter(self.type_filter.value, self.search.value_input or "")
+        self.views.refilter()
 
     def _pick_default_user(self) -> None:
         """Open on the first known user (the demo's busiest) when none was asked for."""
@@ -348,8 +404,13 @@ class Dashboard(Viewer):
 
     # -- the consumer -------------------------------------------------------------------------
 
-    def _new_state(self) -> LiveState:
-        return LiveState(feed_size=FEED_ROWS, history_seconds=HISTORY_SECONDS)
+    def _new_state(self, live_from_ms: float) -> LiveState:
+        return LiveState(
+            feed_size=FEED_ROWS,
+            keep=FEED_KEEP,
+            window_seconds=self.window,
+            live_from_ms=live_from_ms,
+        )
 
     def _cancel_consumer(self) -> None:
         if self._subscriber is not None:
@@ -365,7 +426,8 @@ class Dashboard(Viewer):
         if not self._started:
             return
         self._cancel_consumer()
-        self._state = self._new_state()
+        live_from_ms = time.time() * 1000.0
+        self._state = self._new_state(live_from_ms)
         self._subscriber = None
         self._failure = None
         if not self.user:
@@ -380,8 +442,11 @@ class Dashboard(Viewer):
         subscriber = self.backend.subscriber()
         self._subscriber = subscriber
         self._telemetry.attach(subscriber)
+        # One bounded read of the window from retention, then live, with the core's hand-over
+        # (no event counted twice): stream(since_ms=...) does both.
+        since_ms = int(live_from_ms) - self.window * 1000
         self._consumer = asyncio.get_running_loop().create_task(
-            self._consume(subscriber, self._state, user_id, names or None),
+            self._consume(subscriber, self._state, user_id, names or None, since_ms),
             name=f"ssewatch-dashboard-{user_id}",
         )
 
@@ -391,11 +456,12 @@ class Dashboard(Viewer):
         state: LiveState,
         user_id: UUID,
         categories: list[str] | None,
+        since_ms: int,
     ) -> None:
         add = state.add
         try:
             item: Any
-            async for item in subscriber.stream(user_id, categories):
+            async for item in subscriber.stream(user_id, categories, since_ms=since_ms):
                 add(item)
         except asyncio.CancelledError:
             raise
@@ -423,6 +489,7 @@ class Dashboard(Viewer):
                 full=full,
                 paused=self.paused,
                 now_ms=time.time() * 1000.0,
+                retention=self.backend.settings.enable_retention,
             )
             if not self.paused:
                 self._shown = state

@@ -9,7 +9,10 @@ The feed (a Panel Tabulator) and the HTML panes are also updated only there; the
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -20,9 +23,10 @@ from bokeh.models.widgets.tables import HTMLTemplateFormatter
 from bokeh.plotting import figure
 
 from dashboard.palette import CATEGORIES, CATEGORY_COLORS, category_color
-from dashboard.state import FeedRow, Frame, LiveState, RatePoint
+from dashboard.state import Coverage, FeedRow, Frame, LiveState, RatePoint
 from sse_core.categories import SSEEventCategory
 from sse_core.hub import ConnectionState, ConnectionStatus
+from sse_core.registry import FAILURE_TYPES
 from sse_core.subscriber import SubscriberStats
 
 NAMES: tuple[str, ...] = tuple(c.value for c in CATEGORIES)
@@ -51,7 +55,12 @@ CARD_CSS = """
 .dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 5px; }
 .badge { font-size: 11px; padding: 1px 7px; border-radius: 9px; margin-left: 8px;
          background: rgba(255, 152, 48, .18); color: #FF9830; vertical-align: middle; }
+.coverage { font-size: 12px; opacity: .8; margin: 2px 2px 0; }
+.coverage.partial { color: #FF9830; opacity: 1; }
 """
+FAILURE_COLOR = "#F2495C"  # Grafana's red
+WARNING_COLOR = "#FF9830"
+SEVERITY_COLORS = {"failure": FAILURE_COLOR, "warning": WARNING_COLOR}
 
 STATE_COLORS: Mapping[ConnectionState, str] = {
     ConnectionState.CONNECTED: "#73BF69",
@@ -78,16 +87,33 @@ def format_age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def render_stats(frame: Frame | None, stats: SubscriberStats | None, *, paused: bool) -> str:
+def format_window(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:g} min" if minutes >= 1 else f"{seconds:g} s"
+
+
+def render_stats(
+    frame: Frame | None, stats: SubscriberStats | None, *, paused: bool, window: float = 60.0
+) -> str:
     total = frame.total if frame else 0
     rate = frame.events_per_second if frame else 0.0
     age = frame.seconds_since_last if frame else None
+    failures = frame.failures if frame else 0
+    per_minute = frame.failures_per_minute if frame else 0.0
     skipped = stats.malformed if stats else 0
     dropped = stats.dropped if stats else 0
     gaps = frame.gaps if frame else 0
     badge = '<span class="badge">paused</span>' if paused else ""
+    span = format_window(window)
     cards = [
-        ("total", f"Total events{badge}", f"{total:,}", "", ""),
+        ("total", f"Events · last {span}{badge}", f"{total:,}", "", ""),
+        (
+            "failures",
+            f"Failures · last {span}",
+            f"{failures:,}",
+            f"· {per_minute:,.1f}/min",
+            "bad" if failures else "",
+        ),
         ("rate", "Events/s", f"{rate:,.1f}", "/s", ""),
         ("age", "Since last event", format_age(age), "", ""),
         ("skipped", "Skipped (malformed)", f"{skipped:,}", "", "warn" if skipped else ""),
@@ -102,6 +128,30 @@ def render_stats(frame: Frame | None, stats: SubscriberStats | None, *, paused: 
         for key, label, value, unit, tone in cards
     )
     return f'<div class="cards">{body}</div>'
+
+
+def render_coverage(coverage: Coverage | None, *, retention: bool = True) -> str:
+    """What the numbers cover, said plainly (Grafana shows its time range the same way)."""
+    if coverage is None:
+        return ""
+    span = format_window(coverage.window_seconds)
+    opened = datetime.fromtimestamp(coverage.live_from_ms / 1000, UTC).strftime("%H:%M:%S")
+    if not retention:
+        text, tone = f"live since {opened} UTC · retention is off, so no history", "partial"
+    elif coverage.complete:
+        text, tone = f"last {span} from retention + live", ""
+    elif coverage.history_from_ms is None:
+        text = f"retention holds nothing from the last {span}; live since {opened} UTC"
+        tone = "partial"
+    else:
+        reach = format_age(coverage.history_seconds)
+        since = datetime.fromtimestamp(coverage.history_from_ms / 1000, UTC).strftime("%H:%M:%S")
+        text = f"retention reaches back only {reach} of {span} (to {since} UTC) + live"
+        tone = "partial"
+    return (
+        f'<div class="coverage {tone}" data-complete="{str(coverage.complete).lower()}" '
+        f'data-window="{coverage.window_seconds:g}">{html.escape(text)}</div>'
+    )
 
 
 def render_category_counts(counts: Mapping[SSEEventCategory, int]) -> str:
@@ -154,7 +204,7 @@ class CountsChart:
             sizing_mode="stretch_width",
             toolbar_location=None,
             tools="",
-            x_axis_label="events since subscribed",
+            x_axis_label="events in the time window",
         )
         fig.hbar(y="category", right="count", height=0.72, color="color", source=self.source)
         fig.add_layout(
@@ -250,30 +300,51 @@ class RatesChart:
             self.source.stream(self._columns(points), rollover=self.rollover)
             self._follow(points[-1].time_ms)
 
-    def reset(self, points: Sequence[RatePoint], now_ms: float) -> None:
+    def reset(
+        self, points: Sequence[RatePoint], now_ms: float, window_seconds: float | None = None
+    ) -> None:
+        """Redraw from ``points`` (a new view, history back-filled, a new window)."""
+        if window_seconds is not None:
+            self.window_ms = window_seconds * 1000.0
+            self.rollover = max(len(points), int(window_seconds))
         self.source.data = self._columns(points)
         self._follow(points[-1].time_ms if points else now_ms)
-
-    def set_window(self, seconds: float) -> None:
-        self.window_ms = seconds * 1000.0
-        if self._last_ms is not None:
-            self._follow(self._last_ms)
 
     def _follow(self, end_ms: float) -> None:
         self._last_ms = end_ms
         self.x_range.update(start=end_ms - self.window_ms, end=end_ms)
 
 
-class FeedTable:
-    """The most recent events, newest first; rows keep their event id for the replay panel.
+def _severity_style(value: object) -> str:
+    color = SEVERITY_COLORS.get(str(value))
+    return f"color: {color}; font-weight: 600" if color else ""
 
-    A Tabulator, not a Bokeh DataTable: Bokeh 3.9's DataTable does not redraw when its data is
+
+def _type_style(value: object) -> str:
+    text = str(value)
+    if text.startswith("gap ("):
+        return f"color: {WARNING_COLOR}"
+    return f"color: {FAILURE_COLOR}; font-weight: 600" if text in FAILURE_TYPE_NAMES else ""
+
+
+FAILURE_TYPE_NAMES = frozenset(t.value for t in FAILURE_TYPES)
+
+
+class FeedTable:
+    """The most recent events, newest first, filtered by type and text; failures stand out.
+
+    Rows keep their whole event (the inspector shows it, the replay panel uses its id). A
+    Tabulator, not a Bokeh DataTable: Bokeh 3.9's DataTable does not redraw when its data is
     replaced by rows of the same count, which is every tick once the feed is full.
     """
 
-    FIELDS = ("time", "category", "event_type", "summary", "event_id", "color")
+    FIELDS = ("time", "severity", "category", "event_type", "summary", "event_id", "color")
 
-    def __init__(self, height: int = 330) -> None:
+    def __init__(self, height: int = 330, rows: int = 50) -> None:
+        self.rows = rows
+        self.event_types: frozenset[str] = frozenset()
+        self.search = ""
+        self.shown: list[FeedRow] = []
         chip = HTMLTemplateFormatter(
             template='<span style="color:<%= color %>;font-weight:600">&#9679; <%= value %></span>'
         )
@@ -287,21 +358,32 @@ class FeedTable:
             formatters={"category": chip},
             titles={
                 "time": "time (UTC)",
+                "severity": "level",
                 "event_type": "type",
                 "summary": "data",
                 "event_id": "event id",
             },
-            widths={"time": 110, "category": 120, "event_type": 220, "event_id": 300},
+            widths={
+                "time": 110,
+                "severity": 75,
+                "category": 120,
+                "event_type": 220,
+                "event_id": 300,
+            },
             layout="fit_columns",
             height=height,
             sizing_mode="stretch_width",
             css_classes=["live-feed"],
         )
+        if self.table.style is not None:
+            self.table.style.map(_severity_style, subset=["severity"])
+            self.table.style.map(_type_style, subset=["event_type"])
 
     def _frame(self, rows: Iterable[FeedRow]) -> pd.DataFrame:
         rows = list(rows)
         columns = {
             "time": [r.time for r in rows],
+            "severity": [r.severity if r.severity != "info" else "" for r in rows],
             "category": [r.category for r in rows],
             "event_type": [r.event_type for r in rows],
             "summary": [r.summary for r in rows],
@@ -312,40 +394,86 @@ class FeedTable:
         # frame's formatters (showing NaN for every later string).
         return pd.DataFrame({k: pd.Series(v, dtype=str) for k, v in columns.items()})
 
+    @property
+    def filtering(self) -> bool:
+        return bool(self.event_types or self.search)
+
+    def set_filter(self, event_types: Collection[str], search: str) -> None:
+        self.event_types = frozenset(event_types)
+        self.search = search.strip().lower()
+
+    def matching(self, rows: Iterable[FeedRow]) -> Iterable[FeedRow]:
+        """Rows passing the type filter and containing every word of the search, in order."""
+        words = self.search.split()
+        for row in rows:
+            if self.event_types and row.event_type not in self.event_types:
+                continue
+            if words:
+                text = row.search_text()
+                if not all(word in text for word in words):
+                    continue
+            yield row
+
     def show(self, rows: Iterable[FeedRow]) -> None:
-        self.table.value = self._frame(rows)
+        self.shown = list(itertools.islice(self.matching(rows), self.rows))
+        self.table.value = self._frame(self.shown)
+
+    def row_at(self, index: int) -> FeedRow | None:
+        return self.shown[index] if 0 <= index < len(self.shown) else None
 
     def event_id_at(self, index: int) -> str | None:
-        ids = self.table.value["event_id"]
-        if 0 <= index < len(ids) and ids.iloc[index]:
-            return str(ids.iloc[index])
-        return None
+        row = self.row_at(index)
+        return row.event_id or None if row is not None else None
 
 
 # -- the live area as one unit --------------------------------------------------------------
 
 
 class LiveViews:
-    """Every live-updating element of the page, applied from one frame at a time."""
+    """Every live-updating element of the page, applied from one frame at a time.
 
-    def __init__(self, *, history_points: int, window_seconds: float) -> None:
+    Pause freezes all of it at the last frame shown (numbers, charts, feed), like Grafana's
+    paused refresh; counting goes on underneath and resuming redraws everything.
+    """
+
+    def __init__(self, *, history_points: int, window_seconds: float, feed_rows: int = 50) -> None:
         self.counts_chart = CountsChart()
         self.rates_chart = RatesChart(history_points, window_seconds)
-        self.feed = FeedTable()
+        self.feed = FeedTable(rows=feed_rows)
         self.stats = _html_pane(render_stats(None, None, paused=False), name="stats")
+        self.coverage = _html_pane("", name="coverage", css_classes=["coverage-line"])
         self.category_counts = _html_pane(render_category_counts({}), name="category-counts")
+        self.feed_caption = _html_pane("", name="feed-caption", css_classes=["feed-caption"])
         self.status = _html_pane("", name="connection-status")
         self._status_html = ""
-        self._pending_window: float | None = None
-
-    def set_window(self, seconds: float) -> None:
-        """Applied at the next :meth:`apply` (Bokeh models change only from the flush)."""
-        self._pending_window = seconds
+        self._shown: tuple[Frame, SubscriberStats | None, float] | None = None
+        self._frozen_rows: list[FeedRow] | None = None
+        self._rows_shown: list[FeedRow] = []
+        self._feed_dirty = False
+        self._counts: Mapping[SSEEventCategory, int] | None = None
 
     def show_status(self, redis_label: str, status: ConnectionStatus | None) -> None:
         text = render_status(redis_label, status)
         if text != self._status_html:
             self._status_html = self.status.object = text
+
+    def refilter(self) -> None:
+        """The feed filter changed: show it at once if paused, else at the next tick."""
+        if self._frozen_rows is not None:
+            self._show_feed(self._frozen_rows)
+        else:
+            self._feed_dirty = True
+
+    def _show_feed(self, rows: Collection[FeedRow]) -> None:
+        self.feed.show(rows)
+        shown, kept = len(self.feed.shown), len(rows)
+        if self.feed.filtering:
+            text = f"{shown:,} matching of the last {kept:,} events (newest first)"
+        else:
+            text = f"newest {shown:,} of the last {kept:,} events"
+        self.feed_caption.object = (
+            f'<div class="coverage" data-shown="{shown}" data-kept="{kept}">{text}</div>'
+        )
 
     def apply(
         self,
@@ -356,19 +484,33 @@ class LiveViews:
         full: bool,
         paused: bool,
         now_ms: float,
+        retention: bool = True,
     ) -> None:
         """One batch of changes; ``full`` redraws from ``state`` (new subscription, resume)."""
-        if self._pending_window is not None:
-            self.rates_chart.set_window(self._pending_window)
-            self._pending_window = None
-        self.stats.object = render_stats(frame, stats, paused=paused)
+        window = state.window_seconds
         if paused:
+            if self._frozen_rows is None:  # entering pause: freeze what was last shown
+                self._frozen_rows = list(state.feed) if self._shown is None else self._rows_shown
+                shown_frame, shown_stats, _ = self._shown or (None, None, window)
+                self.stats.object = render_stats(
+                    shown_frame, shown_stats, paused=True, window=window
+                )
             return
-        if full:
-            self.rates_chart.reset(list(state.rate_history), now_ms)
+        self._frozen_rows = None
+        self._shown = (frame, replace(stats) if stats is not None else None, window)
+        self.stats.object = render_stats(frame, stats, paused=False, window=window)
+        coverage = render_coverage(frame.coverage, retention=retention)
+        if coverage != self.coverage.object:
+            self.coverage.object = coverage
+        if full or frame.redraw:
+            self.rates_chart.reset(state.rate_history, now_ms, window)
         else:
             self.rates_chart.append(frame.rate_points)
-        if full or frame.changed:
+        if full or frame.counts != self._counts:
+            self._counts = frame.counts
             self.counts_chart.show(frame.counts)
             self.category_counts.object = render_category_counts(frame.counts)
-            self.feed.show(state.feed)
+        if full or frame.changed or self._feed_dirty:
+            self._feed_dirty = False
+            self._rows_shown = list(state.feed)
+            self._show_feed(self._rows_shown)

@@ -1,4 +1,4 @@
-"""The catalogue of event types: one place maps each type to its category.
+"""The catalogue of event types: one place maps each type to its category and severity.
 
 Type names follow ``{category}.{resource}.{action}``; adding a type means adding one
 enum member and one registry row, and a test checks that no member lacks a row.
@@ -46,17 +46,28 @@ class SSEEventType(StrEnum):
     SECURITY_LOGIN_FAILED = "security.login.failed"
 
 
+class Severity(StrEnum):
+    """How much an event type needs an operator's eye (log levels, as in Grafana's logs)."""
+
+    INFO = "info"
+    WARNING = "warning"  # something will need attention soon (a token or session expiring)
+    FAILURE = "failure"  # something went wrong: a failed sync/import/refresh, a suspicious login
+
+
 @dataclass(frozen=True, slots=True)
 class EventTypeInfo:
-    """What a type means and which payload fields its producers send."""
+    """What a type means, which payload fields its producers send, and its severity."""
 
     category: SSEEventCategory
     description: str
     payload_fields: tuple[str, ...]
+    severity: Severity = Severity.INFO
 
 
 _T = SSEEventType
 _C = SSEEventCategory
+_WARN = Severity.WARNING
+_FAIL = Severity.FAILURE
 
 EVENT_REGISTRY: dict[SSEEventType, EventTypeInfo] = {
     _T.SYNC_ACCOUNTS_STARTED: EventTypeInfo(
@@ -66,7 +77,7 @@ EVENT_REGISTRY: dict[SSEEventType, EventTypeInfo] = {
         _C.DATA_SYNC, "Account sync finished", ("connection_id", "account_count")
     ),
     _T.SYNC_ACCOUNTS_FAILED: EventTypeInfo(
-        _C.DATA_SYNC, "Account sync failed", ("connection_id", "error")
+        _C.DATA_SYNC, "Account sync failed", ("connection_id", "error"), _FAIL
     ),
     _T.SYNC_TRANSACTIONS_STARTED: EventTypeInfo(
         _C.DATA_SYNC, "Transaction sync started", ("connection_id", "account_id")
@@ -77,7 +88,7 @@ EVENT_REGISTRY: dict[SSEEventType, EventTypeInfo] = {
         ("connection_id", "account_id", "transaction_count"),
     ),
     _T.SYNC_TRANSACTIONS_FAILED: EventTypeInfo(
-        _C.DATA_SYNC, "Transaction sync failed", ("connection_id", "account_id", "error")
+        _C.DATA_SYNC, "Transaction sync failed", ("connection_id", "account_id", "error"), _FAIL
     ),
     _T.SYNC_HOLDINGS_STARTED: EventTypeInfo(
         _C.DATA_SYNC, "Holdings sync started", ("connection_id", "account_id")
@@ -86,19 +97,19 @@ EVENT_REGISTRY: dict[SSEEventType, EventTypeInfo] = {
         _C.DATA_SYNC, "Holdings sync finished", ("connection_id", "account_id", "holding_count")
     ),
     _T.SYNC_HOLDINGS_FAILED: EventTypeInfo(
-        _C.DATA_SYNC, "Holdings sync failed", ("connection_id", "account_id", "error")
+        _C.DATA_SYNC, "Holdings sync failed", ("connection_id", "account_id", "error"), _FAIL
     ),
     _T.PROVIDER_TOKEN_EXPIRING: EventTypeInfo(
-        _C.PROVIDER, "Provider token expires soon", ("provider", "expires_in_seconds")
+        _C.PROVIDER, "Provider token expires soon", ("provider", "expires_in_seconds"), _WARN
     ),
     _T.PROVIDER_TOKEN_REFRESHED: EventTypeInfo(
         _C.PROVIDER, "Provider token refreshed", ("provider",)
     ),
     _T.PROVIDER_TOKEN_FAILED: EventTypeInfo(
-        _C.PROVIDER, "Provider token refresh failed", ("provider", "error")
+        _C.PROVIDER, "Provider token refresh failed", ("provider", "error"), _FAIL
     ),
     _T.PROVIDER_DISCONNECTED: EventTypeInfo(
-        _C.PROVIDER, "Provider connection lost", ("provider", "reason")
+        _C.PROVIDER, "Provider connection lost", ("provider", "reason"), _FAIL
     ),
     _T.AI_RESPONSE_CHUNK: EventTypeInfo(
         _C.AI, "A streamed piece of an assistant answer", ("conversation_id", "chunk", "index")
@@ -116,7 +127,7 @@ EVENT_REGISTRY: dict[SSEEventType, EventTypeInfo] = {
     _T.IMPORT_COMPLETED: EventTypeInfo(
         _C.IMPORT, "File import finished", ("import_id", "rows_imported")
     ),
-    _T.IMPORT_FAILED: EventTypeInfo(_C.IMPORT, "File import failed", ("import_id", "error")),
+    _T.IMPORT_FAILED: EventTypeInfo(_C.IMPORT, "File import failed", ("import_id", "error"), _FAIL),
     _T.PORTFOLIO_BALANCE_UPDATED: EventTypeInfo(
         _C.PORTFOLIO, "Account balance changed", ("account_id", "balance", "delta", "currency")
     ),
@@ -130,19 +141,29 @@ EVENT_REGISTRY: dict[SSEEventType, EventTypeInfo] = {
         _C.SECURITY, "New login session", ("session_id", "ip", "device")
     ),
     _T.SECURITY_SESSION_SUSPICIOUS: EventTypeInfo(
-        _C.SECURITY, "Session flagged as suspicious", ("session_id", "ip", "reason")
+        _C.SECURITY, "Session flagged as suspicious", ("session_id", "ip", "reason"), _FAIL
     ),
     _T.SECURITY_SESSION_EXPIRING: EventTypeInfo(
-        _C.SECURITY, "Session expires soon", ("session_id", "expires_in_seconds")
+        _C.SECURITY, "Session expires soon", ("session_id", "expires_in_seconds"), _WARN
     ),
     _T.SECURITY_SESSION_REVOKED: EventTypeInfo(
-        _C.SECURITY, "Session revoked", ("session_id", "reason")
+        _C.SECURITY, "Session revoked", ("session_id", "reason"), _WARN
     ),
     _T.SECURITY_PASSWORD_CHANGED: EventTypeInfo(_C.SECURITY, "Password changed", ("ip",)),
     _T.SECURITY_LOGIN_FAILED: EventTypeInfo(
-        _C.SECURITY, "Failed login attempt", ("ip", "attempts")
+        _C.SECURITY, "Failed login attempt", ("ip", "attempts"), _FAIL
     ),
 }
+
+
+FAILURE_TYPES: frozenset[SSEEventType] = frozenset(
+    t for t, info in EVENT_REGISTRY.items() if info.severity is Severity.FAILURE
+)
+
+
+def severity_of(event_type: SSEEventType | str) -> Severity:
+    """A type's severity; an unknown type raises ``ValueError`` listing the valid ones."""
+    return EVENT_REGISTRY[parse_event_type(event_type)].severity
 
 
 def get_category_for_event_type(event_type: SSEEventType | str) -> SSEEventCategory:

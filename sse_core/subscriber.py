@@ -178,27 +178,38 @@ class RedisSSESubscriber:
         user_id: UUID | str,
         categories: list[str] | None = None,
         last_event_id: UUID | str | None = None,
+        *,
+        since_ms: int | None = None,
     ) -> AsyncIterator[SSEEvent | StreamGap]:
         """Like :meth:`subscribe`, but yields a :class:`StreamGap` wherever events may be missing.
 
         Order of work for a resume: subscribe (and wait until the server confirms it), replay
         from retention, then drain live events, dropping those the replay already delivered.
         After an overflow or a reconnect the same catch-up runs from the last delivered event.
+        ``since_ms`` (epoch milliseconds, instead of ``last_event_id``) resumes from a time:
+        history from then on, then live, with the same hand-over (a dashboard's back-fill); if
+        retention no longer reaches back that far, a ``StreamGap("resume", None)`` comes first.
         """
         uid = parse_user_id(user_id)
         allowed = frozenset(validate_categories(categories))
         last = parse_event_id(last_event_id) if last_event_id is not None else None
+        if last is not None and since_ms is not None:
+            raise ValueError("give last_event_id or since_ms, not both")
         channels = (self.keys.user_channel(uid), self.keys.broadcast_channel())
         sub = Subscription(channels, allowed, self.queue_size, self.stats)
         hub = await self._attach(sub)
         # Where this consumer stands: where it started, and per stream the last event it got
         # (kept as events; their cursors are only built when a catch-up needs them).
         anchor_id = last
-        anchor_ms = uuid7_time_ms(last) if last is not None else time.time_ns() // 1_000_000
+        if last is not None:
+            anchor_ms = uuid7_time_ms(last)
+        else:
+            anchor_ms = since_ms if since_ms is not None else time.time_ns() // 1_000_000
         lasts: list[SSEEvent | None] = [None] * len(channels)
         latest: SSEEvent | None = None
         handover = HandOver()
-        pending: Signal | None = RESUME if last is not None else None
+        resuming = last is not None or since_ms is not None
+        pending: Signal | None = RESUME if resuming else None
         try:
             while True:
                 if pending is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -499,4 +500,251 @@ async def test_metrics_count_what_a_dashboard_view_received(
         lambda: scrape(dashboard_server),
         lambda s: s["ssewatch_replays_total"][complete] == replays + 1,
         "the replay counter",
+    )
+
+
+# -- round two: history, failures, inspector, search, pause, window ---------------------------
+
+
+def event_at(user: UUID, event_type: SSEEventType, ago_s: float, **data: Any) -> SSEEvent:
+    """An event that happened ``ago_s`` seconds ago (its UUIDv7 id carries the same time)."""
+    from datetime import UTC, datetime
+
+    from sse_core.ids import uuid7
+
+    ms = int((time.time() - ago_s) * 1000)
+    return SSEEvent(
+        event_id=uuid7(now_ms=ms),
+        event_type=event_type,
+        user_id=user,
+        occurred_at=datetime.fromtimestamp(ms / 1000, UTC),
+        data=data,
+    )
+
+
+async def coverage(page: Page) -> tuple[str, str]:
+    line = page.locator(".coverage[data-complete]")
+    await line.wait_for()
+    return (await line.get_attribute("data-complete") or ""), await line.inner_text()
+
+
+async def test_opening_a_user_back_fills_the_window_from_retention(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    user = uuid4()
+    # History only: 10 minutes ago (outside a 5-minute window), then 4 and 2 minutes ago.
+    await publish(
+        redis,
+        [
+            event_at(user, SSEEventType.AI_RESPONSE_CHUNK, 600, n=1),
+            event_at(user, SSEEventType.SYNC_ACCOUNTS_FAILED, 240, n=2),
+            event_at(user, SSEEventType.IMPORT_COMPLETED, 120, n=3),
+            event_at(user, SSEEventType.SECURITY_LOGIN_FAILED, 119, n=4),
+        ],
+    )
+    await open_view(page, dashboard_server, redis, f"?user={user}&window=300")
+    expected = {c.value: 0 for c in SSEEventCategory} | {
+        "data_sync": 1,
+        "import": 1,
+        "security": 1,
+    }
+    await eventually(lambda: counts(page), lambda got: got == expected, "back-filled counts")
+    assert await stat(page, "total") == "3"  # no new traffic at all
+    assert await stat(page, "failures") == "2"
+    failures_card = await page.locator("[data-stat=failures]").inner_text()
+    assert "0.4/min" in failures_card  # 2 failures over the 5 covered minutes
+    complete, text = await coverage(page)
+    assert complete == "true"
+    assert "last 5 min from retention + live" in text
+    types = await column(page, "live-feed", "event_type")
+    assert types == ["security.login.failed", "import.completed", "sync.accounts.failed"]
+
+    # Live events go on from there, none counted twice.
+    await publish(redis, [event(user, SSEEventCategory.IMPORT)])
+    await eventually(lambda: stat(page, "total"), lambda v: v == "4", "the live event")
+    await asyncio.sleep(0.5)
+    assert await stat(page, "total") == "4"
+
+    # Another window: one more bounded read, now reaching the event 10 minutes ago.
+    await page.locator(".window-select select").select_option(label="15 minutes")
+    await eventually(lambda: stat(page, "total"), lambda v: v == "5", "the 15-minute window")
+    assert "window=900" in page.url
+
+
+async def test_the_view_says_when_retention_does_not_reach_back(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    user = uuid4()
+    publisher = RedisSSEPublisher(redis, enable_retention=True, retention_max_len=2)
+    # Retention keeps 2 entries (trimmed by size): the older ones are gone.
+    for ago in (200, 150, 100, 50):
+        await publisher.publish(event_at(user, SSEEventType.AI_RESPONSE_COMPLETE, ago))
+    await redis.xtrim(KEYS.user_stream(user), maxlen=2, approximate=False)
+    await open_view(page, dashboard_server, redis, f"?user={user}&window=300")
+    _, text = await eventually(
+        lambda: coverage(page), lambda c: c[0] == "false", "the partial coverage"
+    )
+    assert "retention reaches back only" in text
+    assert await stat(page, "total") == "2"
+    assert await stat(page, "gaps") == "0"  # a limit of the history, not a gap in the stream
+
+
+async def test_failures_stand_out_in_the_feed(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    user = uuid4()
+    await open_view(page, dashboard_server, redis, f"?user={user}")
+    await publish(
+        redis,
+        [
+            event_at(user, SSEEventType.SYNC_HOLDINGS_COMPLETED, 0),
+            event_at(user, SSEEventType.PROVIDER_TOKEN_FAILED, 0),
+            event_at(user, SSEEventType.SECURITY_SESSION_EXPIRING, 0),
+        ],
+    )
+    levels = await eventually(
+        lambda: column(page, "live-feed", "severity"), lambda v: len(v) == 3, "three rows"
+    )
+    assert levels == ["warning", "failure", ""]
+    assert await stat(page, "failures") == "1"
+    failed_cell = page.locator(".live-feed .tabulator-row").nth(1)
+    color = await failed_cell.locator("[tabulator-field=event_type]").evaluate(
+        "e => getComputedStyle(e).color"
+    )
+    assert color == "rgb(242, 73, 92)"  # the failure red
+    fine = page.locator(".live-feed .tabulator-row").nth(2)
+    assert (
+        await fine.locator("[tabulator-field=event_type]").evaluate(
+            "e => getComputedStyle(e).color"
+        )
+        != color
+    )
+
+
+async def test_the_inspector_shows_a_long_nested_event_whole(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    user = uuid4()
+    await open_view(page, dashboard_server, redis, f"?user={user}")
+    payload = {
+        "import_id": "imp_1",
+        "error": "bad row " + "x" * 3000 + " END",
+        "details": {"rows": [{"line": i, "cells": ["a", {"deep": [i, i * 2]}]} for i in range(40)]},
+        "markup": '<img src=x onerror="window.pwned=1"><b>bold</b>',
+    }
+    target = event_at(user, SSEEventType.IMPORT_FAILED, 0, **payload)
+    await publish(redis, [target, event(user, SSEEventCategory.AI)])
+    await eventually(
+        lambda: column(page, "live-feed", "event_id"), lambda ids: len(ids) == 2, "rows"
+    )
+    row = page.locator(".live-feed .tabulator-row").nth(1)
+    await row.locator(".tabulator-cell[tabulator-field=event_type]").click()
+
+    pane = page.locator(".inspector-json textarea")
+    await pane.wait_for()
+    text = await eventually(pane.input_value, lambda t: "END" in t, "the inspected event")
+    shown = json.loads(text)
+    assert shown == json.loads(json.dumps(target.to_dict(), default=str))  # every field, in full
+    assert shown["data"]["markup"] == payload["markup"]  # as text
+    assert await page.locator(".inspector img").count() == 0
+    assert await page.evaluate("window.pwned === undefined")
+    id_field = page.locator(".inspector-id input")
+    assert await id_field.input_value() == str(target.event_id)
+    # Still feeds the replay panel.
+    replay_field = page.locator(".replay-last-id input")
+    await eventually(replay_field.input_value, lambda v: v == str(target.event_id), "replay id")
+
+
+async def test_the_feed_filters_by_type_and_searches_text(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    user = uuid4()
+    await open_view(page, dashboard_server, redis, f"?user={user}")
+    events = [
+        event_at(user, SSEEventType.SYNC_ACCOUNTS_FAILED, 0, error="provider timeout"),
+        event_at(user, SSEEventType.SYNC_ACCOUNTS_FAILED, 0, error="rate limited"),
+        event_at(user, SSEEventType.IMPORT_FAILED, 0, error="Provider Timeout again"),
+        event_at(user, SSEEventType.AI_RESPONSE_CHUNK, 0, chunk="hello"),
+    ]
+    await publish(redis, events)
+    await eventually(lambda: column(page, "live-feed", "event_id"), lambda v: len(v) == 4, "rows")
+
+    search = page.locator(".feed-search input")
+    await search.fill("provider timeout")
+    ids = await eventually(
+        lambda: column(page, "live-feed", "event_id"), lambda v: len(v) == 2, "search hits"
+    )
+    assert ids == [str(events[2].event_id), str(events[0].event_id)]  # case-insensitive
+
+    await page.locator(".type-filter .choices").click()
+    dropdown = page.locator(".type-filter .choices__list--dropdown")
+    await dropdown.locator('[data-value="sync.accounts.failed"]').click()
+    ids = await eventually(
+        lambda: column(page, "live-feed", "event_id"), lambda v: len(v) == 1, "type and text"
+    )
+    assert ids == [str(events[0].event_id)]
+    await search.fill("")
+    ids = await eventually(
+        lambda: column(page, "live-feed", "event_id"), lambda v: len(v) == 2, "type only"
+    )
+    assert ids == [str(events[1].event_id), str(events[0].event_id)]
+    # A new matching event shows up under the same filter; others do not.
+    later = [
+        event_at(user, SSEEventType.AI_RESPONSE_CHUNK, 0),
+        event_at(user, SSEEventType.SYNC_ACCOUNTS_FAILED, 0, error="later"),
+    ]
+    await publish(redis, later)
+    ids = await eventually(
+        lambda: column(page, "live-feed", "event_id"), lambda v: len(v) == 3, "a new match"
+    )
+    assert ids[0] == str(later[1].event_id)
+
+
+async def test_pause_freezes_every_number_and_resume_catches_up(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    user = uuid4()
+    await open_view(page, dashboard_server, redis, f"?user={user}")
+    await publish(redis, [event(user, SSEEventCategory.AI) for _ in range(2)])
+    await eventually(lambda: stat(page, "total"), lambda v: v == "2", "first events")
+
+    await page.get_by_role("button", name="Pause").click()
+    await page.locator(".badge").wait_for()  # the paused badge
+    await publish(
+        redis,
+        [event(user, SSEEventCategory.AI)]
+        + [event_at(user, SSEEventType.SECURITY_LOGIN_FAILED, 0) for _ in range(2)],
+    )
+    await asyncio.sleep(1.5)  # several flush ticks
+    assert await stat(page, "total") == "2"
+    assert await stat(page, "failures") == "0"
+    assert (await counts(page))["ai"] == 2
+    assert len(await column(page, "live-feed", "event_id")) == 2
+
+    await page.get_by_role("button", name="Resume").click()
+    await eventually(lambda: stat(page, "total"), lambda v: v == "5", "caught up")
+    assert await stat(page, "failures") == "2"
+    assert (await counts(page))["security"] == 2
+    assert len(await column(page, "live-feed", "event_id")) == 5
+
+
+async def test_the_window_lives_in_the_url(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    user = uuid4()
+    await open_view(page, dashboard_server, redis, f"?user={user}&window=900")
+    select = page.locator("select").filter(has_text="15 minutes")
+    assert await select.input_value() == await select.locator(
+        "option", has_text="15"
+    ).get_attribute("value")
+    label = await page.locator("[data-stat=total] .label").text_content() or ""
+    assert "Events · last 15 min" in label
+    await select.select_option(label="5 minutes")
+    await eventually(lambda: asyncio.sleep(0, page.url), lambda u: "window=300" in u, "the URL")
+    # A link with the window opens on it.
+    await page.goto(f"{dashboard_server.url}/?user={user}&window=300")
+    await eventually(
+        lambda: page.locator("[data-stat=total] .label").text_content(),
+        lambda t: "last 5 min" in (t or ""),
+        "the window from the link",
     )

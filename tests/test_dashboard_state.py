@@ -131,7 +131,9 @@ def test_rates_per_category_per_closed_bucket() -> None:
     clock.advance(0.5)
     assert state.drain().rate_points == ()  # bucket still open
     state.add(event(SSEEventCategory.AI))
-    clock.advance(0.6)
+    clock.advance(0.4)
+    assert state.drain().rate_points == ()  # counted into the open bucket
+    clock.advance(0.2)
     points = state.drain().rate_points
     assert len(points) == 1
     rates = dict(zip(CATEGORIES, points[0].rates, strict=True))
@@ -141,7 +143,7 @@ def test_rates_per_category_per_closed_bucket() -> None:
     clock.advance(1.0)
     quiet = state.drain()
     assert [p.total for p in quiet.rate_points] == [0.0]
-    assert quiet.events_per_second == 3.0  # mean of 6/s and 0/s
+    assert quiet.events_per_second == 6.0 / 5  # mean of the last five buckets: 6/s, then 0/s
 
 
 def test_rate_points_carry_wall_clock_time_in_order() -> None:
@@ -156,20 +158,26 @@ def test_rate_points_carry_wall_clock_time_in_order() -> None:
     assert times[-1] <= (clock.now + 1_700_000_000) * 1000
 
 
-def test_rate_history_rolls_over() -> None:
+def test_the_window_slides_counts_and_rate_history_with_it() -> None:
     clock = FakeClock()
-    state = make_state(clock, history_seconds=10, bucket_seconds=1.0)
+    state = make_state(clock, window_seconds=10, bucket_seconds=1.0)
     for _ in range(25):
         state.add(event(SSEEventCategory.PORTFOLIO))
         clock.advance(1.0)
         state.drain()
-    assert len(state.rate_history) == 10
-    assert state.rate_history[-1].time_ms > state.rate_history[0].time_ms
+    history = state.rate_history
+    assert len(history) == 9  # the window's closed buckets; the tenth is the open one
+    assert [p.total for p in history] == [1.0] * 9
+    assert history[-1].time_ms > history[0].time_ms
+    assert state.total == 10  # events of the last 10 s only (one per second)
+    assert state.counts[SSEEventCategory.PORTFOLIO] == 10
+    clock.advance(30)
+    assert state.drain().total == 0
 
 
-def test_a_long_stall_emits_at_most_one_history_of_buckets() -> None:
+def test_a_long_stall_emits_at_most_one_window_of_buckets() -> None:
     clock = FakeClock()
-    state = make_state(clock, history_seconds=10, bucket_seconds=1.0)
+    state = make_state(clock, window_seconds=10, bucket_seconds=1.0)
     clock.advance(3600)
     points = state.drain().rate_points
     assert len(points) == 10
@@ -188,7 +196,7 @@ def test_time_since_last_event() -> None:
 
 def test_memory_stays_bounded_however_long_the_session_runs() -> None:
     clock = FakeClock()
-    state = make_state(clock, feed_size=50, history_seconds=60)
+    state = make_state(clock, feed_size=50, keep=50, window_seconds=60)
     sample = [event(c, payload="x" * 50) for c in CATEGORIES]
 
     def run(ticks: int) -> None:
@@ -207,8 +215,9 @@ def test_memory_stays_bounded_however_long_the_session_runs() -> None:
     finally:
         tracemalloc.stop()
     assert len(state.feed) == 50
-    assert len(state.rate_history) == 60
-    assert state.total == 1200 * 60
+    assert len(state.rate_history) == 59
+    # 60 events per 0.2 s tick: 59 closed one-second buckets plus the open one so far.
+    assert 59 * 300 < state.total <= 60 * 300
     assert after - baseline < 64 * 1024, f"grew by {after - baseline} bytes"
 
 
@@ -231,7 +240,7 @@ def test_invalid_configuration_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         LiveState(feed_size=0)
     with pytest.raises(ValueError, match="at least one bucket"):
-        LiveState(history_seconds=0.5, bucket_seconds=1.0)
+        LiveState(window_seconds=0.5, bucket_seconds=1.0)
 
 
 def test_add_does_not_grow_per_event_state() -> None:
@@ -241,4 +250,103 @@ def test_add_does_not_grow_per_event_state() -> None:
     for _ in range(1000):
         state.add(item)
     assert state.pending == 5
-    assert sys.getsizeof(state._pending_counts) < 1024
+    assert sys.getsizeof(state._pending_live) < 1024
+    assert state._pending_history == {}
+
+
+# -- the window from retention, failures, coverage ------------------------------------------
+
+
+def at(category: SSEEventCategory, ms: float, event_type: SSEEventType | None = None) -> SSEEvent:
+    """An event that happened at wall-clock ``ms`` (its UUIDv7 id carries the same time)."""
+    from datetime import UTC, datetime
+
+    from sse_core.ids import uuid7
+
+    return SSEEvent(
+        event_id=uuid7(now_ms=int(ms)),
+        event_type=event_type or TYPE_OF[category],
+        user_id=USER,
+        occurred_at=datetime.fromtimestamp(ms / 1000, UTC),
+    )
+
+
+def test_back_filled_history_lands_in_the_buckets_of_its_own_time() -> None:
+    clock = FakeClock()
+    state = make_state(clock, window_seconds=60)
+    opened_ms = state.live_from_ms
+    history = [at(SSEEventCategory.AI, opened_ms - s * 1000 - 500) for s in (50, 50, 10)]
+    for item in history:
+        state.add(item)
+    frame = state.drain()
+    assert frame.redraw  # history arrived: charts redraw whole
+    assert frame.total == 3
+    assert frame.counts[SSEEventCategory.AI] == 3
+    assert frame.added == {}  # not live
+    totals = {p.time_ms: p.total for p in state.rate_history if p.total}
+    assert totals == {opened_ms - 50_000: 2.0, opened_ms - 10_000: 1.0}
+    assert frame.seconds_since_last == pytest.approx(10.5)  # a quiet user is not "—"
+    assert frame.coverage is not None
+    assert frame.coverage.complete
+
+    live = event(SSEEventCategory.AI)  # now (later than the view opened): live, by arrival
+    state.add(live)
+    clock.advance(0.1)
+    second = state.drain()
+    assert not second.redraw
+    assert second.total == 4
+    assert second.added == {SSEEventCategory.AI: 1}
+
+
+def test_history_outside_the_window_is_not_counted() -> None:
+    clock = FakeClock()
+    state = make_state(clock, window_seconds=60)
+    state.add(at(SSEEventCategory.IMPORT, state.live_from_ms - 120_000))
+    assert state.drain().total == 0
+
+
+def test_failures_are_counted_in_the_window_with_a_per_minute_rate() -> None:
+    clock = FakeClock()
+    state = make_state(clock, window_seconds=300)
+    opened = state.live_from_ms
+    failed = [
+        at(SSEEventCategory.DATA_SYNC, opened - 200_000, SSEEventType.SYNC_ACCOUNTS_FAILED),
+        at(SSEEventCategory.SECURITY, opened - 100_000, SSEEventType.SECURITY_LOGIN_FAILED),
+        at(SSEEventCategory.PROVIDER, opened - 50_000, SSEEventType.PROVIDER_DISCONNECTED),
+    ]
+    fine = at(SSEEventCategory.DATA_SYNC, opened - 10_000, SSEEventType.SYNC_ACCOUNTS_COMPLETED)
+    for item in [*failed, fine]:
+        state.add(item)
+    frame = state.drain()
+    assert (frame.total, frame.failures) == (4, 3)
+    assert frame.failures_per_minute == pytest.approx(3 / 5)  # the window is covered: 5 min
+    assert [row.severity for row in state.feed] == ["info", "failure", "failure", "failure"]
+
+
+def test_a_resume_gap_means_retention_did_not_reach_the_window_start() -> None:
+    clock = FakeClock()
+    state = make_state(clock, window_seconds=900)
+    oldest = state.live_from_ms - 240_000
+    state.add(StreamGap("resume", None))
+    state.add(at(SSEEventCategory.AI, oldest))
+    frame = state.drain()
+    assert frame.gaps == 0  # not a gap in the stream: a limit of the history
+    assert [row.event_type for row in state.feed] == [TYPE_OF[SSEEventCategory.AI].value]
+    assert frame.coverage is not None
+    assert not frame.coverage.complete
+    assert frame.coverage.history_from_ms == oldest
+    assert frame.coverage.history_seconds == pytest.approx(240)
+
+
+def test_feed_rows_keep_the_whole_event_and_search_its_payload() -> None:
+    clock = FakeClock()
+    state = make_state(clock)
+    nested = {"outer": {"inner": ["Needle in a haystack", 1]}, "note": "x" * 500}
+    item = SSEEvent(event_type=SSEEventType.IMPORT_FAILED, user_id=USER, data=nested)
+    state.add(item)
+    state.drain()
+    row = state.feed[0]
+    assert row.event is item
+    assert len(row.summary) <= 120  # the feed's line is cut; the event is not
+    assert "needle in a haystack" in row.search_text()
+    assert str(item.event_id) in row.search_text()
