@@ -81,7 +81,7 @@ async def test_dashboard_server_serves_the_event_stream(
     ]
     token = TokenSigner(SECRET).mint(USER, 120)
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=60) as client:  # a first page: ~10 s when busy
             page = await client.get(f"{dashboard}/")
             anonymous = await client.get(f"{dashboard}/events")
             bad = await client.get(f"{dashboard}/events?categories=x&token={token}")
@@ -119,7 +119,7 @@ async def test_serve_login_options_protect_dashboard_and_events(
     base, proc = await start_dashboard(redis_server.url, env, *flags)
     token = TokenSigner(SECRET).mint(USER, 120)
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=60) as client:  # a first page: ~10 s when busy
             page = await client.get(f"{base}/")
             events = await client.get(
                 f"{base}/events", headers={"Authorization": f"Bearer {token}"}
