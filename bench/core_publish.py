@@ -37,7 +37,7 @@ from _harness import (
 )
 from redis.asyncio import Redis
 
-from sse_core.codec import encode_fields, encode_payload
+from sse_core.codec import encode_event, encode_fields, encode_payload
 from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
 from sse_core.publisher import PUBLISH_SCRIPT, RedisSSEPublisher
@@ -129,7 +129,9 @@ def direct(timed: list[float]) -> Callable[[Redis], Publish]:
         async def run(events: Sequence[SSEEvent]) -> None:
             for event in events:
                 started = time.perf_counter()
-                call = publisher._call(publisher._to_user(event.user_id, event))
+                call = publisher._call(
+                    publisher._to_user(event.user_id, event), encode_event(event)
+                )
                 await script(keys=list(call.keys), args=list(call.args))
                 timed.append(time.perf_counter() - started)
 

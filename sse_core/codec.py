@@ -1,18 +1,23 @@
 """How an event is stored in Redis: a JSON pub/sub payload and named stream-entry fields.
 
 Stream entries keep each field separately (``event_id``, ``event_type``, ``data`` as JSON,
-``occurred_at``, ``user_id``) so they read well in ``redis-cli XRANGE``. Anything that does not
-decode into a valid event raises :class:`MalformedEvent`, which readers skip and count.
+``occurred_at``, ``user_id``) so they read well in ``redis-cli XRANGE``.
+
+One rule decides what may travel, on both ends: an event is carried only if its JSON is what
+pydantic-core's parser accepts (at most 200 levels deep, integers of at most 4,300 digits, no
+lone surrogates) and it can be encoded for the wire. The publisher refuses anything else
+(:func:`encode_event`); readers skip and count anything else they find in Redis (live and
+replay alike), so one poison entry can never break a replay or a stream. Both failures raise
+:class:`MalformedEvent`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
-from pydantic import ValidationError
 
 from sse_core.events import SSEEvent
 
@@ -20,37 +25,67 @@ RedisValue = bytes | str
 
 
 class MalformedEvent(ValueError):
-    """A message or stream entry that is not a valid event."""
+    """A message or stream entry that is not a valid event, or an event that cannot be stored."""
 
 
-def _text(value: RedisValue) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, pydantic_core.ValidationError):
+        return str(exc.errors()[0]["msg"])
+    return str(exc)[:200] or type(exc).__name__
 
 
-def encode_payload(event: SSEEvent) -> bytes:
-    """The pub/sub message body."""
-    return event.model_dump_json().encode()
+def _parse_json(text: RedisValue) -> Any:
+    """The one JSON parser of the codec (pydantic-core's, in Rust, ~3x ``json.loads``).
+
+    No fallback to ``json``: what it refuses (lone surrogate escapes, more than 200 levels,
+    integers beyond 4,300 digits) is exactly what could not be encoded again or would break
+    Python's own ``int``/``json`` limits downstream, so it is malformed.
+    """
+    return pydantic_core.from_json(text)
 
 
-def decode_payload(payload: RedisValue) -> SSEEvent:
-    try:
-        return SSEEvent.model_validate_json(payload)
-    except ValidationError as exc:
-        raise MalformedEvent(f"malformed event payload: {exc.errors()[0]['msg']}") from None
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event in both stored forms: the pub/sub payload and the stream field values."""
+
+    event: SSEEvent
+    payload: bytes
+    field_values: list[bytes]
 
 
 STREAM_FIELDS: tuple[str, ...] = ("event_id", "event_type", "data", "occurred_at", "user_id")
 
 
-def encode_field_values(event: SSEEvent) -> list[bytes]:
-    """Stream entry values in :data:`STREAM_FIELDS` order (the publish script adds the names)."""
-    return [
+def encode_event(event: SSEEvent) -> EncodedEvent:
+    """Both stored forms of ``event``, or :class:`MalformedEvent` if readers would refuse it.
+
+    The payload is parsed back once (a Rust parse, ~1 us for a typical event): what a reader
+    cannot decode must never be published, or it would be skipped by every subscriber.
+    """
+    try:
+        payload = event.model_dump_json().encode()
+        _parse_json(payload)
+        data = pydantic_core.to_json(event.data)
+    except (ValueError, RecursionError) as exc:  # PydanticSerializationError is a ValueError
+        raise MalformedEvent(f"event {event.event_id} cannot be stored: {_reason(exc)}") from None
+    values = [
         str(event.event_id).encode(),
         event.event_type.value.encode(),
-        pydantic_core.to_json(event.data),
+        data,
         event.occurred_at.isoformat().encode(),
         str(event.user_id).encode(),
     ]
+    return EncodedEvent(event, payload, values)
+
+
+def encode_payload(event: SSEEvent) -> bytes:
+    """The pub/sub message body (:class:`MalformedEvent` if it cannot be stored)."""
+    return encode_event(event).payload
+
+
+def encode_field_values(event: SSEEvent) -> list[bytes]:
+    """Stream entry values in :data:`STREAM_FIELDS` order (the publish script adds the names)."""
+    return encode_event(event).field_values
 
 
 def encode_fields(event: SSEEvent) -> list[bytes]:
@@ -63,22 +98,18 @@ def encode_fields(event: SSEEvent) -> list[bytes]:
     ]
 
 
-def _json_loads(text: str) -> Any:
-    """Exactly ``json.loads(text)``, but parsed by pydantic-core's Rust parser when it can.
-
-    Replay decodes every missed entry, so this is on its hot path (~3x faster than ``json``).
-    The Rust parser accepts nothing that ``json`` refuses and refuses a few things ``json``
-    accepts (lone surrogate escapes), so falling back gives ``json.loads``'s result or error.
-    """
+def decode_payload(payload: RedisValue) -> SSEEvent:
+    """One pub/sub message as an event; anything else is :class:`MalformedEvent`."""
     try:
-        return pydantic_core.from_json(text)
-    except ValueError:
-        return json.loads(text)
+        return SSEEvent.model_validate_json(payload)
+    except (ValueError, RecursionError) as exc:  # ValidationError is a ValueError
+        raise MalformedEvent(f"malformed event payload: {_reason(exc)}") from None
 
 
 def decode_fields(fields: Mapping[Any, RedisValue]) -> SSEEvent:
     """Inverse of :func:`encode_fields` for one ``XRANGE`` entry."""
-    # _text inlined: this runs for every field of every replayed entry.
+    # Decoding inlined: this runs for every field of every replayed entry. Undecodable bytes
+    # become U+FFFD, which is valid text (the event is then judged on its values).
     record = {
         (k.decode("utf-8", "replace") if isinstance(k, bytes) else k): (
             v.decode("utf-8", "replace") if isinstance(v, bytes) else v
@@ -86,8 +117,7 @@ def decode_fields(fields: Mapping[Any, RedisValue]) -> SSEEvent:
         for k, v in fields.items()
     }
     try:
-        record["data"] = _json_loads(record.get("data", "{}"))
+        record["data"] = _parse_json(record.get("data", "{}"))
         return SSEEvent.model_validate(record)
-    except (ValidationError, json.JSONDecodeError) as exc:
-        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise MalformedEvent(f"malformed stream entry: {detail}") from None
+    except (ValueError, RecursionError) as exc:
+        raise MalformedEvent(f"malformed stream entry: {_reason(exc)}") from None

@@ -30,7 +30,7 @@ from uuid import UUID
 from redis.exceptions import ResponseError
 
 from sse_core.batcher import Call, LuaScript
-from sse_core.codec import MalformedEvent, decode_fields
+from sse_core.codec import EncodedEvent, MalformedEvent, decode_fields
 from sse_core.events import SSEEvent, seed_json
 from sse_core.keys import SSEChannelKeys
 from sse_core.layouts import KeyLayout, Retention
@@ -91,8 +91,14 @@ class DashtamLayout(KeyLayout):
     retains_broadcasts = False
 
     def publish_call(
-        self, channel: str, stream: str | None, event: SSEEvent, retention: Retention | None
+        self,
+        channel: str,
+        stream: str | None,
+        encoded: EncodedEvent,
+        retention: Retention | None,
     ) -> Call:
+        # The seed's own JSON, not ssewatch's; the publisher has applied the codec's rule.
+        event = encoded.event
         payload = encode_payload(event)
         if stream is None or retention is None:
             return Call(None, (channel,), ("PUBLISH", channel, payload))

@@ -12,7 +12,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sse_core.categories import SSEEventCategory
-from sse_core.ids import uuid7
+from sse_core.ids import require_uuid7, uuid7
 from sse_core.registry import EVENT_REGISTRY, SSEEventType
 from sse_core.wire import format_event
 
@@ -42,6 +42,10 @@ class SSEEvent(BaseModel):
 
     ``event_id`` defaults to a fresh UUIDv7, so ids sort by creation time; ``occurred_at`` is
     always timezone-aware UTC (a naive datetime is taken to be UTC already).
+
+    Only UUIDv7 ids are accepted (``ValueError`` otherwise), here and when decoding what is
+    stored in Redis: a browser resumes with ``Last-Event-ID`` and replay seeks by the time the
+    id carries, so an id of another version could be delivered but never resumed from.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -51,6 +55,12 @@ class SSEEvent(BaseModel):
     user_id: UUID
     data: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime = Field(default_factory=_utc_now)
+
+    @field_validator("event_id")
+    @classmethod
+    def _uuid7_only(cls, value: UUID) -> UUID:
+        require_uuid7(value)
+        return value
 
     @field_validator("occurred_at")
     @classmethod
@@ -73,10 +83,8 @@ class SSEEvent(BaseModel):
 
     @property
     def time_ms(self) -> int:
-        """Publication-order time: the UUIDv7 time, or ``occurred_at`` for foreign id versions."""
-        if self.event_id.version == 7:
-            return self.event_id.int >> 80
-        return int(self.occurred_at.timestamp() * 1000)
+        """Publication-order time: the milliseconds in the UUIDv7 id."""
+        return self.event_id.int >> 80
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form: ids and type as strings, time as ISO 8601, plus the category."""

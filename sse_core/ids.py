@@ -48,11 +48,19 @@ def _compose(ms: int, counter: int) -> UUID:
     return UUID(int=value)
 
 
+def require_uuid7(value: UUID) -> UUID:
+    """``value`` if it is a UUIDv7: the one rule for event ids, at construction and on resume."""
+    if value.version != 7:
+        raise ValueError(
+            f"invalid event id {str(value)!r}: ssewatch event ids are UUIDv7 "
+            f"(this one is version {value.version}); leave event_id out to get one"
+        )
+    return value
+
+
 def uuid7_time_ms(value: UUID) -> int:
     """Milliseconds since the epoch encoded in a UUIDv7; ``ValueError`` for other versions."""
-    if value.version != 7:
-        raise ValueError(f"event id {value} is not a UUIDv7 (version {value.version})")
-    return value.int >> 80
+    return require_uuid7(value).int >> 80
 
 
 def parse_uuid(value: UUID | str, what: str) -> UUID:
@@ -70,13 +78,7 @@ def parse_uuid(value: UUID | str, what: str) -> UUID:
 
 def parse_event_id(value: UUID | str) -> UUID:
     """Parse a ``Last-Event-ID``: it must be a UUIDv7, because replay seeks by its time."""
-    event_id = parse_uuid(value, "event id")
-    if event_id.version != 7:
-        raise ValueError(
-            f"invalid event id {str(event_id)!r}: ssewatch event ids are UUIDv7 "
-            f"(this one is version {event_id.version})"
-        )
-    return event_id
+    return require_uuid7(parse_uuid(value, "event id"))
 
 
 def parse_user_id(value: UUID | str) -> UUID:

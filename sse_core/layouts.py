@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Final, Literal
 from uuid import UUID
 
 from sse_core.batcher import Call, LuaScript
-from sse_core.codec import STREAM_FIELDS, encode_field_values, encode_payload
-from sse_core.events import SSEEvent
+from sse_core.codec import STREAM_FIELDS, EncodedEvent
 from sse_core.keys import DashtamChannelKeys, SSEChannelKeys
 from sse_core.replay import Position, StreamSlice
 
@@ -27,13 +26,16 @@ if TYPE_CHECKING:
 LayoutName = Literal["ssewatch", "dashtam"]
 LAYOUT_NAMES: Final[tuple[LayoutName, ...]] = ("ssewatch", "dashtam")
 
-# KEYS[1] stream; ARGV: channel, payload, event ms, max len, min id ms, ttl ms, then the
-# stream field values in STREAM_FIELDS order (their names are written into the script: five
-# fewer arguments to pack on every publish).
+# KEYS[1] stream; ARGV: channel, payload, event ms, max len, ttl ms, then the stream field
+# values in STREAM_FIELDS order (their names are written into the script: five fewer arguments
+# to pack on every publish).
 # If another publisher's clock ran ahead, "<ms>-*" is below the stream's top id and XADD
 # refuses it; the entry then takes the top id's millisecond, so stream ids never fall below the
 # event's own time (the invariant replay's seek relies on).
-_FIELDS_LUA = ", ".join(f"'{name}', ARGV[{7 + i}]" for i, name in enumerate(STREAM_FIELDS))
+# The age trim runs on the server's clock (TIME), never the event's: one future-dated event must
+# not trim what is retained. Redis 7 replicates scripts by their effects (the only mode since
+# 7.0; the default since 5.0), so a non-deterministic read before writes is fine.
+_FIELDS_LUA = ", ".join(f"'{name}', ARGV[{6 + i}]" for i, name in enumerate(STREAM_FIELDS))
 PUBLISH_SCRIPT = f"""
 local key = KEYS[1]
 local id = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[4], ARGV[3] .. '-*', {_FIELDS_LUA})
@@ -43,8 +45,12 @@ if type(id) == 'table' and id.err then
   if top[1] then next_id = string.match(top[1][1], '^(%d+)-') .. '-*' end
   id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[4], next_id, {_FIELDS_LUA})
 end
-redis.call('XTRIM', key, 'MINID', '~', ARGV[5])
-redis.call('PEXPIRE', key, ARGV[6])
+local now = redis.call('TIME')
+local min_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[5])
+if min_ms > 0 then
+  redis.call('XTRIM', key, 'MINID', '~', string.format('%d', min_ms))
+end
+redis.call('PEXPIRE', key, ARGV[5])
 return redis.call('PUBLISH', ARGV[1], ARGV[2])
 """
 _SCRIPT = LuaScript(PUBLISH_SCRIPT)
@@ -73,9 +79,13 @@ class KeyLayout(ABC):
 
     @abstractmethod
     def publish_call(
-        self, channel: str, stream: str | None, event: SSEEvent, retention: Retention | None
+        self,
+        channel: str,
+        stream: str | None,
+        encoded: EncodedEvent,
+        retention: Retention | None,
     ) -> Call:
-        """The call for one event; ``stream`` ``None`` or ``retention`` ``None``: live only."""
+        """The call for one (encoded) event; ``stream`` or ``retention`` ``None``: live only."""
 
     def broadcast_stream(self) -> str | None:
         """Where broadcasts are retained, or ``None`` when they are live-only."""
@@ -102,20 +112,21 @@ class SsewatchLayout(KeyLayout):
     retains_broadcasts = True
 
     def publish_call(
-        self, channel: str, stream: str | None, event: SSEEvent, retention: Retention | None
+        self,
+        channel: str,
+        stream: str | None,
+        encoded: EncodedEvent,
+        retention: Retention | None,
     ) -> Call:
-        payload = encode_payload(event)
         if stream is None or retention is None:
-            return Call(None, (channel,), ("PUBLISH", channel, payload))
-        ms = event.time_ms
+            return Call(None, (channel,), ("PUBLISH", channel, encoded.payload))
         args = (
             channel,
-            payload,
-            ms,
+            encoded.payload,
+            encoded.event.time_ms,
             retention.max_len,
-            max(ms - retention.ttl_ms, 0),
             retention.ttl_ms,
-            *encode_field_values(event),
+            *encoded.field_values,
         )
         return Call(_SCRIPT, (stream,), args)
 

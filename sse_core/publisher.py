@@ -12,6 +12,9 @@ few connections, a lone publish still costs one round trip, and each call keeps 
 
 The key layout (:mod:`sse_core.layouts`; ``keys`` picks it) supplies that call per event: the
 script above for ssewatch's own layout, the seed application's exact commands for ``dashtam``.
+
+Every event is encoded, and checked against the codec's rule, before anything is sent: one
+event that cannot be stored fails alone and is counted, the rest of its batch goes out.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from sse_core.batcher import Call, RedisBatcher
+from sse_core.codec import EncodedEvent, MalformedEvent, encode_event
 from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
 from sse_core.layouts import PUBLISH_SCRIPT, Retention, layout_for
@@ -119,10 +123,22 @@ class RedisSSEPublisher:
     def _to_all(self, event: SSEEvent) -> _Delivery:
         return _Delivery(self.keys.broadcast_channel(), self.layout.broadcast_stream(), event)
 
-    def _call(self, d: _Delivery) -> Call:
+    def _call(self, d: _Delivery, encoded: EncodedEvent) -> Call:
         """The one Redis call that retains (if on) and publishes ``d``: the layout's."""
         retention = self._retention if self.enable_retention else None
-        return self.layout.publish_call(d.channel, d.stream, d.event, retention)
+        return self.layout.publish_call(d.channel, d.stream, encoded, retention)
+
+    @staticmethod
+    def _encode(deliveries: Sequence[_Delivery]) -> list[EncodedEvent | MalformedEvent]:
+        """Each delivery's stored forms, or why its event cannot be stored (once per event)."""
+        by_event: dict[int, EncodedEvent | MalformedEvent] = {}
+        for d in deliveries:
+            if id(d.event) not in by_event:
+                try:
+                    by_event[id(d.event)] = encode_event(d.event)
+                except MalformedEvent as exc:
+                    by_event[id(d.event)] = exc
+        return [by_event[id(d.event)] for d in deliveries]
 
     async def _deliver(self, deliveries: Sequence[_Delivery]) -> bool:
         """Publish through the client's batcher: concurrent calls share pipelined round trips.
@@ -131,8 +147,15 @@ class RedisSSEPublisher:
         """
         if not deliveries:
             return True
-        batcher = RedisBatcher.for_client(self._redis)
-        results = await batcher.run([self._call(d) for d in deliveries])
+        # An event that cannot be stored fails alone, before anything is sent.
+        encoded = self._encode(deliveries)
+        results: list[object] = list(encoded)
+        ready = [(i, e) for i, e in enumerate(encoded) if isinstance(e, EncodedEvent)]
+        if ready:
+            batcher = RedisBatcher.for_client(self._redis)
+            sent = await batcher.run([self._call(deliveries[i], e) for i, e in ready])
+            for (i, _), outcome in zip(ready, sent, strict=True):
+                results[i] = outcome
         failures = [
             (d, r) for d, r in zip(deliveries, results, strict=True) if isinstance(r, Exception)
         ]

@@ -134,6 +134,9 @@ async def test_retention_is_bounded_by_size(redis_client: Redis) -> None:
 
 
 async def test_retention_is_bounded_by_age_on_every_append(redis_client: Redis) -> None:
+    # Entries two minutes old, written under a one-hour TTL; then a write under a one-minute TTL
+    # (ages are measured on the Redis server's clock).
+    keeper, _ = _pair(redis_client, retention_ttl_seconds=3600)
     publisher, _ = _pair(redis_client, retention_ttl_seconds=60)
     user = uuid4()
     old_ms = uuid7().int >> 80
@@ -145,7 +148,7 @@ async def test_retention_is_bounded_by_age_on_every_append(redis_client: Redis) 
         )
         for i in range(300)
     ]
-    await publisher.publish_many(old)
+    await keeper.publish_many(old)
     assert await redis_client.xlen(KEYS.user_stream(user)) == 300
     fresh = _event(user)
     await publisher.publish(fresh)

@@ -6,6 +6,7 @@ The "Before the fix" comments say what used to happen.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 from uuid import UUID, uuid4
@@ -144,10 +145,10 @@ async def test_resubscribing_after_the_hub_went_idle_is_not_a_reconnect(
     assert subscriber.connection_status().reconnects == 0
 
 
-# -- subscriber: recovery after an event whose id is not a UUIDv7 --------------------------------
+# -- subscriber: recovery after a stored event whose id is not a UUIDv7 ----------------------------
 
 
-async def test_overflow_after_an_event_with_a_foreign_id_is_recovered(redis_client: Redis) -> None:
+async def test_overflow_after_a_stored_foreign_id_is_recovered(redis_client: Redis) -> None:
     publisher = RedisSSEPublisher(redis_client, enable_retention=True)
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True, queue_size=1)
     user = uuid4()
@@ -157,19 +158,27 @@ async def test_overflow_after_an_event_with_a_foreign_id_is_recovered(redis_clie
     first = _event(user)
     await publisher.publish(first)
     assert await asyncio.wait_for(pending, 5) == first
-    # SSEEvent accepts a foreign id (time_ms falls back to occurred_at); it is the last item
-    # queued before the (not reading) consumer's mailbox overflows.
-    foreign = SSEEvent(event_id=uuid4(), event_type="ai.response.chunk", user_id=user)
+    # SSEEvent refuses foreign ids; another producer writes one anyway (stream and channel).
+    foreign = {
+        "event_id": str(uuid4()),
+        "event_type": "ai.response.chunk",
+        "data": "{}",
+        "occurred_at": first.occurred_at.isoformat(),
+        "user_id": str(user),
+    }
     burst = [_event(user, i=i) for i in range(10)]
-    await publisher.publish_many([foreign, *burst])
+    await publisher.publish(burst[0])  # queued; the consumer is not reading
+    await redis_client.xadd(KEYS.user_stream(user), foreign)  # type: ignore[arg-type]
+    await redis_client.publish(KEYS.user_channel(user), json.dumps({**foreign, "data": {}}))
+    await publisher.publish_many(burst[1:])  # overflows: recovered from retention
     await eventually(lambda: subscriber.stats.dropped > 0)
     try:
-        assert await asyncio.wait_for(anext(stream), 5) == foreign
         # Before the fix: "event id ... is not a UUIDv7" from the recovery ended the stream.
         got = [await asyncio.wait_for(anext(stream), 5) for _ in range(10)]
     finally:
         await stream.aclose()
     assert got == burst
+    assert subscriber.stats.malformed >= 2  # the live copy and the retained one
 
 
 # -- replay: a broadcast and a user event in the same millisecond from two processes -------------

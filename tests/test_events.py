@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from uuid import UUID, uuid4
+from uuid import UUID, uuid1, uuid4
 
 import pytest
 
@@ -230,9 +230,30 @@ def test_dashtam_keys_are_the_seeds_names() -> None:
     assert DashtamChannelKeys("app").user_channel(user) == f"app:user:{user}"
 
 
-def test_foreign_id_versions_order_by_occurred_at() -> None:
-    when = datetime(2026, 3, 1, tzinfo=UTC)
+@pytest.mark.parametrize("foreign", [uuid4(), UUID(int=5), uuid1()], ids=["v4", "nil-ish", "v1"])
+def test_event_ids_must_be_uuid7_at_construction(foreign: UUID) -> None:
+    # A browser resuming from such an id would get 400 forever (replay seeks by the id's time):
+    # refuse it where it is made, with the same message the endpoint gives.
+    with pytest.raises(ValueError, match="ssewatch event ids are UUIDv7") as caught:
+        SSEEvent(event_id=foreign, event_type="ai.response.chunk", user_id=uuid4())
+    assert "leave event_id out" in str(caught.value)
+    with pytest.raises(ValueError, match="ssewatch event ids are UUIDv7"):
+        SSEEvent.from_dict(
+            {
+                "event_id": str(foreign),
+                "event_type": "ai.response.chunk",
+                "user_id": str(uuid4()),
+                "data": {},
+                "occurred_at": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    with pytest.raises(ValueError, match="ssewatch event ids are UUIDv7"):
+        parse_event_id(str(foreign))
+
+
+def test_every_id_an_event_accepts_is_one_the_endpoint_resumes_from() -> None:
     event = SSEEvent(
-        event_id=UUID(int=5), event_type="ai.response.chunk", user_id=uuid4(), occurred_at=when
+        event_id=uuid7(now_ms=1_700_000_000_000), event_type="ai.response.chunk", user_id=uuid4()
     )
-    assert event.time_ms == int(when.timestamp() * 1000)
+    assert parse_event_id(str(event.event_id)) == event.event_id
+    assert event.time_ms == 1_700_000_000_000

@@ -154,9 +154,9 @@ def test_event_id_zero_is_not_a_uuid7() -> None:
 def test_cursors_replay_each_stream_after_its_own_last_event() -> None:
     # Two publishers in one millisecond: the broadcast's id sorts before the user events'.
     u1, u2 = _event(12_000), _event(12_000)
-    shout = SSEEvent(
-        event_id=UUID(int=u1.event_id.int - (1 << 70)), event_type="ai.response.chunk", user_id=USER
-    )
+    # Same millisecond, counter and random bits zeroed: still a UUIDv7, and sorts before u1.
+    first_in_ms = u1.event_id.int & ~((0xFFF << 64) | ((1 << 62) - 1))
+    shout = SSEEvent(event_id=UUID(int=first_in_ms), event_type="ai.response.chunk", user_id=USER)
     user, broadcast = _slice(u1, u2), _slice(shout)
     # The consumer got u1 only: one merged position would drop the broadcast (it sorts first).
     got_u1 = Position(11_000, cursors=((u1.time_ms, u1.event_id), None))
