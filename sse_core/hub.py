@@ -11,6 +11,13 @@ has processed the subscription. (A bare ``PING``: redis-py mangles ``PING <token
 clients created with ``decode_responses=True``; see :func:`_is_pong`.) After a reconnect the
 same trick tells when every channel is back, and every subscriber is then sent
 :data:`~sse_core.mailbox.RESYNC` to replay what it missed.
+
+Leaving is guaranteed: a consumer is forgotten synchronously, and one hub-owned task (which no
+consumer's cancellation can interrupt) reconciles the connection with what is still wanted:
+it unsubscribes channels nobody wants (also any a message arrives on, and any redis-py restored
+after a reconnect), and closes the connection when nothing is left. Attaching checks after every
+await whether its task was cancelled, even when redis-py swallowed it
+(:mod:`sse_core.cancellation`).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sse_core.cancellation import checked
 from sse_core.categories import SSEEventCategory
 from sse_core.codec import MalformedEvent, decode_payload
 from sse_core.events import SSEEvent, matches_categories
@@ -136,6 +144,9 @@ class SubscriptionHub:
         # Pending while a reconnect's resubscription is unconfirmed (see resynced()).
         self._resync: asyncio.Future[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Channels that may be subscribed on the server with nobody wanting them any more.
+        self._orphans: set[str] = set()
+        self._reconciler: asyncio.Task[None] | None = None
         self.state = ConnectionState.IDLE
         self.reconnects = 0
         self.malformed = 0
@@ -145,50 +156,78 @@ class SubscriptionHub:
         return ConnectionStatus(self.state, self.reconnects, len(subs), self.malformed)
 
     async def attach(self, sub: Subscription) -> None:
-        """Register ``sub`` and return once its channels are live on the server."""
+        """Register ``sub`` and return once its channels are live on the server.
+
+        If the calling task is cancelled meanwhile, ``CancelledError`` is raised and ``sub`` is
+        detached, even when redis-py swallowed the cancellation (every await is ``checked``).
+        """
         confirmed = asyncio.get_running_loop().create_future()
         try:
             async with self._lock:
                 if self._pubsub is None:
-                    await self._open()
+                    await checked(self._open())
                 assert self._pubsub is not None
                 new = [ch for ch in sub.channels if ch not in self._by_channel]
                 for ch in sub.channels:
                     self._by_channel.setdefault(ch, []).append(sub)
                 try:
                     if new:
-                        await self._pubsub.subscribe(*new)
+                        await checked(self._pubsub.subscribe(*new))
                     # Queue the waiter before sending: the reader may see the pong before the
                     # send returns.
                     self._pings.append(confirmed)
-                    await self._pubsub.ping()
+                    await checked(self._pubsub.ping())
                 except CONNECTION_ERRORS:
                     # The reader reconnects, resubscribes everything, then releases this waiter.
                     if confirmed in self._pings:
                         self._pings.remove(confirmed)
                     self._stranded.append(confirmed)
                     self._log.info("subscribe deferred until Redis is reachable again")
-            await confirmed
+            await checked(confirmed)
         except BaseException:
             await self.detach(sub)
             raise
 
     async def detach(self, sub: Subscription) -> None:
+        """Forget ``sub`` now; return once the connection no longer serves what nobody wants.
+
+        The network part runs in the hub's own task: cancelling the caller cannot leave a
+        channel subscribed (nor a connection held).
+        """
+        self._forget(sub)
+        await asyncio.shield(self._reconcile_soon())
+
+    def _forget(self, sub: Subscription) -> None:
+        for ch in sub.channels:
+            subs = self._by_channel.get(ch, [])
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                self._by_channel.pop(ch, None)
+                self._orphans.add(ch)
+
+    def _reconcile_soon(self) -> asyncio.Task[None]:
+        """The reconciling task; one at a time, and it loops until nothing is left to do."""
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = asyncio.get_running_loop().create_task(
+                self._reconcile(), name="ssewatch-pubsub-reconcile"
+            )
+        return self._reconciler
+
+    async def _reconcile(self) -> None:
         async with self._lock:
-            gone = []
-            for ch in sub.channels:
-                subs = self._by_channel.get(ch, [])
-                if sub in subs:
-                    subs.remove(sub)
-                if not subs:
-                    self._by_channel.pop(ch, None)
-                    gone.append(ch)
-            if not self._by_channel:
-                await self._close()
-            elif gone and self._pubsub is not None:
-                # On failure, messages for channels nobody wants are ignored anyway.
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    await self._pubsub.unsubscribe(*gone)
+            while self._orphans or (not self._by_channel and self._pubsub is not None):
+                if not self._by_channel:
+                    self._orphans.clear()
+                    await self._close()
+                    continue
+                gone = [ch for ch in self._orphans if ch not in self._by_channel]
+                self._orphans.clear()
+                if gone and self._pubsub is not None:
+                    # On failure, a reconnect resubscribes only what is wanted (and unsubscribes
+                    # the rest); a message on an unwanted channel brings it back here.
+                    with contextlib.suppress(*CONNECTION_ERRORS):
+                        await self._pubsub.unsubscribe(*gone)
 
     async def _open(self) -> None:
         self.state = ConnectionState.CONNECTING
@@ -261,7 +300,12 @@ class SubscriptionHub:
             self._pings.clear()
             known = {_text(ch) for ch in pubsub.channels}
             missing = [ch for ch in self._by_channel if ch not in known]
+            # redis-py restores what it had subscribed, including channels whose UNSUBSCRIBE
+            # was lost with the old connection.
+            unwanted = [ch for ch in known if ch not in self._by_channel]
             try:
+                if unwanted:
+                    await pubsub.unsubscribe(*unwanted)
                 if missing:
                     await pubsub.subscribe(*missing)
                 self._pings.append(None)
@@ -310,6 +354,10 @@ class SubscriptionHub:
     def _dispatch(self, channel: str, payload: Any) -> None:
         subs = self._by_channel.get(channel)
         if not subs:
+            # Still subscribed on the server, wanted by nobody: unsubscribe it.
+            if channel not in self._orphans:
+                self._orphans.add(channel)
+                self._reconcile_soon()
             return
         try:
             event = decode_payload(payload)

@@ -13,6 +13,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 from redis.backoff import ExponentialWithJitterBackoff
 
+from sse_core.cancellation import checked
 from sse_core.categories import SSEEventCategory, validate_categories
 from sse_core.events import SSEEvent
 from sse_core.handover import HandOver
@@ -241,7 +242,7 @@ class RedisSSESubscriber:
                 else:
                     self.stats.duplicates += 1
         finally:
-            await asyncio.shield(hub.detach(sub))
+            await hub.detach(sub)  # forgets at once; the unsubscribe cannot be cancelled
 
     async def _attach(self, sub: Subscription) -> SubscriptionHub:
         failures = 0
@@ -273,7 +274,9 @@ class RedisSSESubscriber:
         failures = 0
         while True:
             try:
-                replay = await self.retention.resume(user_id, position, allowed)
+                # checked: a cancellation redis-py swallowed must not send the stream on
+                # to wait for live events that nobody will read.
+                replay = await checked(self.retention.resume(user_id, position, allowed))
                 break
             except CONNECTION_ERRORS:
                 failures += 1
