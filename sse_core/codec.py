@@ -3,12 +3,12 @@
 Stream entries keep each field separately (``event_id``, ``event_type``, ``data`` as JSON,
 ``occurred_at``, ``user_id``) so they read well in ``redis-cli XRANGE``.
 
-One rule decides what may travel, on both ends: an event is carried only if its JSON is what
-pydantic-core's parser accepts (at most 200 levels deep, integers of at most 4,300 digits, no
-lone surrogates) and it can be encoded for the wire. The publisher refuses anything else
-(:func:`encode_event`); readers skip and count anything else they find in Redis (live and
-replay alike), so one poison entry can never break a replay or a stream. Both failures raise
-:class:`MalformedEvent`.
+One rule decides what may travel, on both ends: an event is carried only if it is UTF-8 JSON
+that pydantic-core's parser accepts (at most 201 levels deep, integers of at most 4,300
+characters, no lone surrogates) and it can be encoded for the wire. The publisher refuses
+anything else (:func:`encode_event`); readers skip and count anything else they find in Redis
+(live and replay alike), so one poison entry can never break a replay or a stream. Both failures
+raise :class:`MalformedEvent`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def _reason(exc: Exception) -> str:
 def _parse_json(text: RedisValue) -> Any:
     """The one JSON parser of the codec (pydantic-core's, in Rust, ~3x ``json.loads``).
 
-    No fallback to ``json``: what it refuses (lone surrogate escapes, more than 200 levels,
-    integers beyond 4,300 digits) is exactly what could not be encoded again or would break
-    Python's own ``int``/``json`` limits downstream, so it is malformed.
+    No fallback to ``json``: what it refuses (lone surrogate escapes, more than 201 levels,
+    integers beyond 4,300 characters, sign included) is exactly what could not be encoded again
+    or would break Python's own ``int``/``json`` limits downstream, so it is malformed.
     """
     return pydantic_core.from_json(text)
 
@@ -108,15 +108,13 @@ def decode_payload(payload: RedisValue) -> SSEEvent:
 
 def decode_fields(fields: Mapping[Any, RedisValue]) -> SSEEvent:
     """Inverse of :func:`encode_fields` for one ``XRANGE`` entry."""
-    # Decoding inlined: this runs for every field of every replayed entry. Undecodable bytes
-    # become U+FFFD, which is valid text (the event is then judged on its values).
-    record = {
-        (k.decode("utf-8", "replace") if isinstance(k, bytes) else k): (
-            v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-        )
-        for k, v in fields.items()
-    }
     try:
+        # Decoding inlined: this runs for every field of every replayed entry. Strict UTF-8,
+        # as the pub/sub payload's parser: bytes that are not text make the entry malformed.
+        record = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()
+        }
         record["data"] = _parse_json(record.get("data", "{}"))
         return SSEEvent.model_validate(record)
     except (ValueError, RecursionError) as exc:

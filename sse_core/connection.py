@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 
 EMBEDDED_URL = "embedded://"
 
@@ -20,6 +20,22 @@ def connect(url: str | None = None, *, decode_responses: bool = False) -> Redis:
 
         return FakeAsyncRedis(decode_responses=decode_responses)
     return Redis.from_url(url, decode_responses=decode_responses)
+
+
+def undecoded_sibling(client: Redis) -> Redis | None:
+    """A new client on ``client``'s server whose replies are bytes; ``None`` if its already are.
+
+    ssewatch decodes what it reads itself (:mod:`sse_core.codec`: a message that is not UTF-8 is
+    malformed, skipped and counted). A client built with ``decode_responses=True`` instead raises
+    ``UnicodeDecodeError`` on one such stored message before any of our code sees it: in the
+    shared pub/sub reader that stopped live delivery for everyone, in replay every resume. The
+    caller closes the sibling (``aclose``).
+    """
+    pool = client.connection_pool
+    if not pool.connection_kwargs.get("decode_responses"):
+        return None
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
 def redact_url(url: str | None) -> str:

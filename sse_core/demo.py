@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
+from sse_core.cancellation import checked
 from sse_core.events import SSEEvent
 from sse_core.ids import uuid7
 from sse_core.protocol import SSEPublisherProtocol
@@ -133,7 +134,8 @@ class DemoTraffic:
             if max_events is not None:
                 count = min(count, max_events - self.published)
             if count:
-                await self.publish_batch(count)
+                # checked: a stop request that the Redis client swallowed must still stop us.
+                await checked(self.publish_batch(count))
             await asyncio.sleep(batch_interval)
         return self.published
 

@@ -41,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sse_core.cancellation import checked
 from sse_core.categories import SSEEventCategory
 from sse_core.codec import MalformedEvent, decode_payload
+from sse_core.connection import undecoded_sibling
 from sse_core.events import SSEEvent, matches_categories
 from sse_core.mailbox import RESYNC, Mailbox
 
@@ -133,6 +134,7 @@ class SubscriptionHub:
         self._redis = redis_client
         self._log = logger or logging.getLogger(__name__)
         self._pubsub: PubSub | None = None
+        self._sibling: Redis | None = None  # bytes-mode client for a decode_responses client
         self._reader: asyncio.Task[None] | None = None
         self._by_channel: dict[str, list[Subscription]] = {}
         self._lock = asyncio.Lock()
@@ -231,11 +233,14 @@ class SubscriptionHub:
 
     async def _open(self) -> None:
         self.state = ConnectionState.CONNECTING
-        pubsub = self._redis.pubsub()
+        # Messages are read as bytes whatever the client decodes: see undecoded_sibling.
+        self._sibling = undecoded_sibling(self._redis)
+        pubsub = (self._sibling or self._redis).pubsub()
         try:
             await pubsub.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             self.state = ConnectionState.RECONNECTING
+            await self._close_sibling()
             raise
         if pubsub.connection is not None:
             pubsub.connection.register_connect_callback(self._on_reconnect)
@@ -248,12 +253,14 @@ class SubscriptionHub:
         self._reader = self._pubsub = None
         if pubsub is not None and pubsub.connection is not None:
             pubsub.connection.deregister_connect_callback(self._on_reconnect)
-        if reader is not None:
+        while reader is not None and not reader.done():
+            # Again if need be: a cancellation swallowed between two checks is asked for anew.
             reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await asyncio.wait({reader}, timeout=1)
         if pubsub is not None:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._close_sibling()
         for future in [*self._pings, *self._stranded]:
             if future is not None:
                 future.cancel()
@@ -261,6 +268,12 @@ class SubscriptionHub:
         self._stranded.clear()
         self._end_resync()
         self.state = ConnectionState.IDLE
+
+    async def _close_sibling(self) -> None:
+        sibling, self._sibling = self._sibling, None
+        if sibling is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await sibling.aclose()
 
     async def _on_reconnect(self, connection: Any) -> None:
         """Called by redis-py after the pub/sub connection is re-established.
@@ -317,8 +330,16 @@ class SubscriptionHub:
         failures = 0
         while True:
             try:
-                message = await pubsub.get_message(timeout=None)
-            except CONNECTION_ERRORS:
+                # checked: _close() cancels this task, and redis-py may swallow that.
+                message = await checked(pubsub.get_message(timeout=None))
+            except Exception as exc:
+                if not isinstance(exc, CONNECTION_ERRORS):
+                    # A reply the client could not parse: the connection's state is unknown, so
+                    # it is dropped; the reconnect resyncs every subscriber from retention.
+                    self.malformed += 1
+                    self._log.warning("unreadable pub/sub reply (%r); reconnecting", exc)
+                    if pubsub.connection is not None:
+                        await pubsub.connection.disconnect()
                 failures += 1
                 self.state = ConnectionState.RECONNECTING
                 delay = self._backoff.compute(failures)

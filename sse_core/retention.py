@@ -15,6 +15,7 @@ from redis.exceptions import ResponseError
 
 from sse_core.categories import SSEEventCategory
 from sse_core.codec import MalformedEvent, decode_fields
+from sse_core.connection import undecoded_sibling
 from sse_core.events import SSEEvent
 from sse_core.ids import uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
@@ -82,14 +83,31 @@ class RetentionReader:
         The seek of ssewatch's layout, whose stream ids are the events' times.
         """
         names = [self._keys.user_stream(user_id), self._keys.broadcast_stream()]
-        pipe = self._redis.pipeline(transaction=True)
-        for name, start in zip(names, starts, strict=True):
-            pipe.xinfo_stream(name)
-            pipe.xrange(name, min=format_stream_id(start), max="+")
-        results = await pipe.execute(raise_on_error=False)
+        try:
+            results = await self._snapshot(self._redis, names, starts)
+        except UnicodeDecodeError:
+            # A stored value that is not UTF-8, on a client that decodes replies: read the
+            # snapshot again as bytes (the codec then skips and counts what is malformed).
+            sibling = undecoded_sibling(self._redis)
+            if sibling is None:
+                raise
+            try:
+                results = await self._snapshot(sibling, names, starts)
+            finally:
+                await sibling.aclose()
         return [
             self._slice(name, results[2 * i], results[2 * i + 1]) for i, name in enumerate(names)
         ]
+
+    @staticmethod
+    async def _snapshot(
+        client: Redis, names: Sequence[str], starts: Sequence[StreamId]
+    ) -> list[Any]:
+        pipe = client.pipeline(transaction=True)
+        for name, start in zip(names, starts, strict=True):
+            pipe.xinfo_stream(name)
+            pipe.xrange(name, min=format_stream_id(start), max="+")
+        return await pipe.execute(raise_on_error=False)
 
     def _slice(self, name: str, info: Any, rows: Any) -> StreamSlice:
         if isinstance(info, ResponseError) or isinstance(rows, ResponseError):
