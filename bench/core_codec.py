@@ -8,8 +8,8 @@ next to the alternatives someone would try, on the same ~300-byte sample event:
   ``model_validate``;
 * replay decodes stream entries: ``decode_fields`` vs the stdlib-json version it replaced
   (``json.loads`` of the data field) and an orjson variant;
-* publish encodes: ``encode_payload`` / ``encode_fields`` vs ``json.dumps(to_dict())`` and
-  ``orjson.dumps``.
+* publish encodes: ``encode_event`` (both stored forms, the payload parsed back: the codec's
+  rule) vs the same without the check (before #9), ``json.dumps(to_dict())`` and ``orjson.dumps``.
 
     python3 bench/core_codec.py [--number 20000] [--repeats 5]
 """
@@ -23,6 +23,7 @@ import timeit
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import pydantic_core
 from _harness import checkout, sample_event
 from pydantic import ValidationError
 
@@ -30,6 +31,7 @@ from sse_core.codec import (
     MalformedEvent,
     decode_fields,
     decode_payload,
+    encode_event,
     encode_fields,
     encode_payload,
 )
@@ -55,6 +57,17 @@ def decode_fields_stdlib(fields: Mapping[Any, Any]) -> SSEEvent:
         return SSEEvent.model_validate({**record, "data": data})
     except (ValidationError, json.JSONDecodeError) as exc:
         raise MalformedEvent(str(exc)) from None
+
+
+def encode_unchecked(event: SSEEvent) -> tuple[bytes, list[bytes]]:
+    """What publishing encoded before the codec's rule: the same two forms, never parsed back."""
+    return event.model_dump_json().encode(), [
+        str(event.event_id).encode(),
+        event.event_type.value.encode(),
+        pydantic_core.to_json(event.data),
+        event.occurred_at.isoformat().encode(),
+        str(event.user_id).encode(),
+    ]
 
 
 def decode_fields_orjson(fields: Mapping[Any, Any]) -> SSEEvent:
@@ -104,13 +117,13 @@ def main() -> None:
         (
             "publish: event -> payload and stream fields",
             [
-                ("encode_payload (model_dump_json)", lambda: encode_payload(next(each_event))),
+                ("both forms, unchecked (before #9)", lambda: encode_unchecked(next(each_event))),
+                ("encode_event (payload parsed back)", lambda: encode_event(next(each_event))),
                 ("json.dumps(to_dict())", lambda: json.dumps(next(each_event).to_dict()).encode()),
                 (
                     "orjson.dumps(model_dump())",
                     lambda: orjson.dumps(next(each_event).model_dump()),
                 ),
-                ("encode_fields", lambda: encode_fields(next(each_event))),
             ],
         ),
     ]

@@ -164,16 +164,8 @@ async def test_a_library_that_turns_the_cancellation_into_an_error_cannot_leak(
     await _cancel_during_subscribe(redis_client, monkeypatch, swallow=hide)
 
 
-async def test_a_channel_whose_unsubscribe_was_lost_is_unsubscribed_when_it_speaks(
-    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    publisher = RedisSSEPublisher(redis_client)
-    subscriber = RedisSSESubscriber(redis_client)
-    keeper = Collector(subscriber.stream(uuid4()))
-    gone_user = uuid4()
-    leaving = Collector(subscriber.stream(gone_user))
-    await wait_subscribed(redis_client, KEYS.user_channel(gone_user))
-    real_unsubscribe = PubSub.unsubscribe
+def _lose_unsubscribes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every UNSUBSCRIBE fails as on a dying connection (redis-py keeps the channel listed)."""
 
     def lost_unsubscribe(self: PubSub, *args: Any) -> Any:
         async def fail() -> None:
@@ -182,9 +174,28 @@ async def test_a_channel_whose_unsubscribe_was_lost_is_unsubscribed_when_it_spea
         return fail()
 
     monkeypatch.setattr(PubSub, "unsubscribe", lost_unsubscribe)
-    await leaving.stop()
-    assert await _numsub(redis_client, [gone_user]) == 1  # the server still sends it to us
-    monkeypatch.setattr(PubSub, "unsubscribe", real_unsubscribe)
+
+
+async def _leave_with_a_lost_unsubscribe(
+    redis: Redis, subscriber: RedisSSESubscriber, monkeypatch: pytest.MonkeyPatch
+) -> UUID:
+    gone_user = uuid4()
+    leaving = Collector(subscriber.stream(gone_user))
+    await wait_subscribed(redis, KEYS.user_channel(gone_user))
+    with monkeypatch.context() as patch:
+        _lose_unsubscribes(patch)
+        await leaving.stop()
+        assert await _numsub(redis, [gone_user]) == 1  # the server still sends it to us
+    return gone_user
+
+
+async def test_a_channel_whose_unsubscribe_was_lost_is_unsubscribed_when_it_speaks(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = RedisSSEPublisher(redis_client)
+    subscriber = RedisSSESubscriber(redis_client)
+    keeper = Collector(subscriber.stream(uuid4()))
+    gone_user = await _leave_with_a_lost_unsubscribe(redis_client, subscriber, monkeypatch)
     event = SSEEvent(event_type="ai.response.chunk", user_id=gone_user)
     await publisher.publish(event)  # a message nobody wants: the hub unsubscribes the channel
 
@@ -192,4 +203,23 @@ async def test_a_channel_whose_unsubscribe_was_lost_is_unsubscribed_when_it_spea
         return await _numsub(redis_client, [gone_user]) == 0
 
     await wait_until(unsubscribed, what="the hub to unsubscribe the unwanted channel")
+    await keeper.stop()
+
+
+async def test_a_reconnect_does_not_restore_a_channel_nobody_wants(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscriber = RedisSSESubscriber(redis_client)
+    kept_user = uuid4()
+    keeper = Collector(subscriber.stream(kept_user))
+    gone_user = await _leave_with_a_lost_unsubscribe(redis_client, subscriber, monkeypatch)
+    await redis_client.client_kill_filter(_type="pubsub")
+    await wait_until(lambda: subscriber.connection_status().reconnects >= 1, what="reconnect")
+    # redis-py restored every channel it still listed; the hub unsubscribed the unwanted one.
+
+    async def settled() -> bool:
+        counts = [await _numsub(redis_client, [u]) for u in (kept_user, gone_user)]
+        return counts == [1, 0]
+
+    await wait_until(settled, what="only the wanted channel subscribed after the reconnect")
     await keeper.stop()
