@@ -34,6 +34,7 @@ from dashboard.controls import (
     hidden_alert,
     parse_category_query,
 )
+from dashboard.errors import install_exception_handler
 from dashboard.inspector import Inspector
 from dashboard.palette import CATEGORIES
 from dashboard.replay_panel import ReplayPanel
@@ -99,6 +100,7 @@ class Dashboard(Viewer):
         if categories is not None:
             params["categories"] = ",".join(categories)
         super().__init__(**params)
+        install_exception_handler()  # a failing browser callback must not freeze a notebook
         self._owns_backend = backend is None
         self.backend = backend or Backend.create(
             redis_url, redis_client=redis_client, settings=settings, demo=demo

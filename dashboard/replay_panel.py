@@ -10,6 +10,7 @@ import asyncio
 import html
 import io
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 from uuid import UUID
@@ -23,12 +24,15 @@ from redis.exceptions import RedisError
 
 from dashboard.controls import alert_text, hidden_alert
 from dashboard.palette import category_color
+from dashboard.tables import ReadOnlyTabulator
 from sse_core.categories import VALID_CATEGORIES
 from sse_core.frames import events_to_frame
 from sse_core.ids import parse_event_id
 from sse_core.replay import Replay
 
 log = logging.getLogger(__name__)
+
+AUTOFILL_MEMORY = 64  # ~13 s of ids at the dashboard's 5 flushes/s; echoes return in < 1 s
 
 SUMMARY_CSS = """
 .summary { font-size: 13px; line-height: 1.6; }
@@ -92,8 +96,12 @@ class ReplayPanel(Viewer):
         super().__init__(**params)
         self._source = source
         self._on_loaded = on_loaded
-        self._autofill = ""
+        # Ids this panel filled in itself, newest last. In a notebook the browser echoes each
+        # one back a moment later, when a newer one may already be shown; those echoes are not
+        # the user's edits.
+        self._autofilled: deque[str] = deque(maxlen=AUTOFILL_MEMORY)
         self._autofilling = False
+        self._chosen = ""  # the id the user picked (feed click or typed), while not following
         self.last_id = pn.widgets.TextInput(
             label="Last-Event-ID",
             placeholder="an event id (UUIDv7); click a feed row to use its id",
@@ -120,11 +128,10 @@ class ReplayPanel(Viewer):
             sizing_mode="stretch_width",
             css_classes=["replay-summary"],
         )
-        self.table = pn.widgets.Tabulator(
+        self.table = ReadOnlyTabulator(
             events_to_frame([]),
             pagination="remote",
             page_size=10,
-            disabled=True,
             show_index=False,
             sizing_mode="stretch_width",
             layout="fit_data_fill",
@@ -165,7 +172,6 @@ class ReplayPanel(Viewer):
         self.summary.object = INTRO
         self.download.disabled = True
         self.follow.value = True
-        self._autofill = ""
 
     # -- the Last-Event-ID field --------------------------------------------------------------
 
@@ -173,10 +179,10 @@ class ReplayPanel(Viewer):
         """Prefill the field with the newest id seen, unless the user chose or is typing one."""
         if not event_id or not self.follow.value or event_id == self.last_id.value:
             return
-        typing = self.last_id.value_input not in (None, "", self.last_id.value, self._autofill)
-        if typing:
-            return
-        self._autofill = event_id
+        typed = self.last_id.value_input
+        if typed not in (None, "", self.last_id.value) and typed not in self._autofilled:
+            return  # the user is typing an id
+        self._autofilled.append(event_id)
         self._autofilling = True
         try:
             self.last_id.value = event_id
@@ -185,16 +191,23 @@ class ReplayPanel(Viewer):
 
     def use_event(self, event_id: str) -> None:
         """A feed row was clicked: replay from that event on (and stop following)."""
+        self._chosen = event_id
         self.follow.value = False
         self.last_id.value = event_id
 
     def _on_edit(self, event: param.parameterized.Event) -> None:
-        if not self._autofilling and event.new != self._autofill:
-            self.follow.value = False
+        if self._autofilling or event.new == self._chosen:
+            return
+        if event.new in self._autofilled:  # a notebook's late echo of an id filled in earlier
+            if not self.follow.value and self._chosen:
+                self.last_id.value = self._chosen  # it must not replace the user's choice
+            return
+        self._chosen = event.new  # typed by the user
+        self.follow.value = False
 
     def _on_follow(self, event: param.parameterized.Event) -> None:
         if event.new:
-            self._autofill = ""
+            self._chosen = ""
 
     # -- loading ------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from bokeh.plotting import figure
 
 from dashboard.palette import CATEGORIES, CATEGORY_COLORS, category_color
 from dashboard.state import Coverage, FeedRow, Frame, LiveState, RatePoint
+from dashboard.tables import ReadOnlyTabulator
 from sse_core.categories import SSEEventCategory
 from sse_core.hub import ConnectionState, ConnectionStatus
 from sse_core.registry import FAILURE_TYPES
@@ -335,7 +336,8 @@ class FeedTable:
 
     Rows keep their whole event (the inspector shows it, the replay panel uses its id). A
     Tabulator, not a Bokeh DataTable: Bokeh 3.9's DataTable does not redraw when its data is
-    replaced by rows of the same count, which is every tick once the feed is full.
+    replaced by rows of the same count, which is every tick once the feed is full. Read-only
+    (:class:`~dashboard.tables.ReadOnlyTabulator`), so a notebook's echoes cannot break it.
     """
 
     FIELDS = ("time", "severity", "category", "event_type", "summary", "event_id", "color")
@@ -348,10 +350,9 @@ class FeedTable:
         chip = HTMLTemplateFormatter(
             template='<span style="color:<%= color %>;font-weight:600">&#9679; <%= value %></span>'
         )
-        self.table = pn.widgets.Tabulator(
+        self.table = ReadOnlyTabulator(
             self._frame([]),
             show_index=False,
-            disabled=True,
             selectable=False,
             sortable=False,
             hidden_columns=["color"],

@@ -1,21 +1,47 @@
 """Shared fixtures: a real redis-server for the whole session, fakeredis for unit tests.
 
 A missing ``redis-server`` is an error, never a skip: tests that claim Redis behaviour must run
-against the real thing.
+against the real thing. Hypothesis keeps nothing between runs (no example database, its caches
+in a throwaway directory), so a fresh clone and the hundredth run behave the same.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 from fakeredis import FakeAsyncRedis
+from hypothesis import settings
 from playwright.async_api import Browser, async_playwright
 from redis.asyncio import Redis
 
 from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH
 from tests.support.redis_server import RedisServer
+
+# No example database (state from earlier runs) and no deadline (a timing assertion: on a loaded
+# 2-core CI box a 200 ms deadline fails tests whose behaviour is fine).
+settings.register_profile("ssewatch", database=None, deadline=None, print_blob=True)
+settings.load_profile("ssewatch")
+_HYPOTHESIS_HOME = "HYPOTHESIS_STORAGE_DIRECTORY"
+_hypothesis_home = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis' unicode tables and constant caches go to a directory of this run only."""
+    if _HYPOTHESIS_HOME not in os.environ:
+        os.environ[_HYPOTHESIS_HOME] = tempfile.mkdtemp(prefix="ssewatch-hypothesis-")
+        config.stash[_hypothesis_home] = os.environ[_HYPOTHESIS_HOME]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_hypothesis_home, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+        del os.environ[_HYPOTHESIS_HOME]
 
 
 @pytest.fixture(scope="session")
