@@ -63,7 +63,9 @@ def _category_style(value: object) -> str:
     return f"color: {category_color(str(value))}; font-weight: 600"
 
 
-def render_summary(frame: pd.DataFrame, complete: bool, last_event_id: str) -> str:
+def render_summary(
+    frame: pd.DataFrame, complete: bool, last_event_id: str, *, includes_broadcasts: bool = True
+) -> str:
     rows = len(frame)
     noun = "event" if rows == 1 else "events"
     if complete:
@@ -72,6 +74,11 @@ def render_summary(frame: pd.DataFrame, complete: bool, last_event_id: str) -> s
         verdict = (
             '<span class="partial">&#9888; incomplete</span>: the id is older than what '
             "retention keeps (or the stream was reset), so events may be missing before these"
+        )
+    if not includes_broadcasts:  # SSE_KEY_LAYOUT=dashtam: the seed never retains broadcasts
+        verdict += (
+            " &middot; broadcasts are not retained in this key layout: any sent meanwhile are "
+            "not listed"
         )
     return (
         f'<div class="summary" data-rows="{rows}" data-complete="{str(complete).lower()}">'
@@ -261,7 +268,12 @@ class ReplayPanel(Viewer):
             self._on_loaded(replay.complete)
         with pn.io.hold():
             self.table.value = frame
-            self.summary.object = render_summary(frame, replay.complete, str(last_event_id))
+            self.summary.object = render_summary(
+                frame,
+                replay.complete,
+                str(last_event_id),
+                includes_broadcasts=replay.includes_broadcasts,
+            )
             self.download.filename = f"replay_{self.user_id[:8]}_after_{last_event_id}.csv"
             self.download.disabled = False
 

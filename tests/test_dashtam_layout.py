@@ -13,8 +13,9 @@ import pytest
 from redis.asyncio import Redis
 
 from dashboard.cli import main
+from dashboard.replay_panel import render_summary
 from sse_core import RedisSSEPublisher, RedisSSESubscriber, SSEEvent, SSESettings, dashtam, uuid7
-from sse_core.frames import load_events
+from sse_core.frames import events_to_frame, load_events
 from sse_core.keys import DashtamChannelKeys
 from sse_core.layouts import get_layout
 from tests.support.redis_server import RedisServer
@@ -296,3 +297,10 @@ def test_ssewatch_demo_writes_the_seed_layout(
     keys = asyncio.run(_keys_under(redis_server.url, prefix))
     assert keys
     assert all(key.startswith(f"{prefix}:stream:user:".encode()) for key in keys)
+
+
+def test_the_replay_panel_says_broadcasts_are_not_retained() -> None:
+    frame = events_to_frame([])
+    said = render_summary(frame, True, str(uuid7()), includes_broadcasts=False)
+    assert "broadcasts are not retained" in said
+    assert "broadcasts" not in render_summary(frame, True, str(uuid7()))

@@ -117,9 +117,13 @@ async def test_dashboard_counts_what_the_seed_publishes(
         await page.locator("[data-stat=total]").wait_for()
         await wait_until(lambda: subscribed(redis, user), within=30, what="the seed channel")
         seed = SeedPublisher(redis)
-        for category, count in plan.items():
-            for n in range(count):
-                await seed.publish(SeedEvent(TYPE_OF[category], user, {"n": n}))
+        sent = [
+            SeedEvent(TYPE_OF[category], user, {"n": n})
+            for category, count in plan.items()
+            for n in range(count)
+        ]
+        for e in sent:
+            await seed.publish(e)
         await seed.broadcast(SeedEvent(TYPE_OF[SSEEventCategory.PROVIDER], uuid4(), {}))
         expected = {c.value: plan.get(c, 0) for c in SSEEventCategory} | {"provider": 1}
 
@@ -138,6 +142,18 @@ async def test_dashboard_counts_what_the_seed_publishes(
         assert got == expected
         total = await page.locator("[data-stat=total] .number").inner_text()
         assert total.replace(",", "") == str(sum(expected.values()))
+
+        # The replay panel finds the position by id in the seed's stream, and says that
+        # broadcasts are not retained there.
+        field = page.locator(".replay-last-id input")
+        await field.fill(str(sent[1].event_id))
+        await field.press("Enter")
+        await page.get_by_role("button", name="Load missed events").click()
+        summary = page.locator(".replay-summary [data-rows]")
+        await summary.wait_for()
+        assert await summary.get_attribute("data-rows") == str(len(sent) - 2)
+        assert await summary.get_attribute("data-complete") == "true"
+        assert "broadcasts are not retained" in await summary.inner_text()
     finally:
         await context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
