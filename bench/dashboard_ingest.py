@@ -35,6 +35,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,9 @@ def seed_history(redis_url: str, user: UUID, count: int) -> None:
         finally:
             await client.aclose()
 
-    asyncio.run(seed())
+    # Playwright's sync API owns this thread's event loop: seed from another thread.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, seed()).result()
 
 
 def time_to_filled(browser: Any, url: str, user: UUID, expected: int) -> float:
