@@ -7,7 +7,6 @@ the one table form of events (:func:`sse_core.frames.events_to_frame`) and can b
 from __future__ import annotations
 
 import asyncio
-import html
 import io
 import logging
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from redis.exceptions import RedisError
 
 from dashboard.controls import alert_text, hidden_alert
 from dashboard.palette import category_color
+from dashboard.plain_text import PlainTabulator, plain
 from sse_core.categories import VALID_CATEGORIES
 from sse_core.frames import events_to_frame
 from sse_core.ids import parse_event_id
@@ -71,7 +71,7 @@ def render_summary(frame: pd.DataFrame, complete: bool, last_event_id: str) -> s
         )
     return (
         f'<div class="summary" data-rows="{rows}" data-complete="{str(complete).lower()}">'
-        f"<b>{rows:,}</b> {noun} after <code>{html.escape(last_event_id)}</code> &middot; "
+        f"<b>{rows:,}</b> {noun} after <code>{plain(last_event_id)}</code> &middot; "
         f"{verdict}</div>"
     )
 
@@ -120,7 +120,7 @@ class ReplayPanel(Viewer):
             sizing_mode="stretch_width",
             css_classes=["replay-summary"],
         )
-        self.table = pn.widgets.Tabulator(
+        self.table = PlainTabulator(
             events_to_frame([]),
             pagination="remote",
             page_size=10,
