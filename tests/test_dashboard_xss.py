@@ -77,6 +77,7 @@ class Watched:
 async def watched(browser: Browser) -> AsyncIterator[Watched]:
     context = await browser.new_context(viewport={"width": 1500, "height": 1400})
     page = await context.new_page()
+    page.set_default_timeout(90_000)  # a first page on a loaded 2-core machine is slow
     try:
         yield Watched(page)
     finally:
