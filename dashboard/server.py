@@ -22,6 +22,7 @@ from dashboard.metrics import metrics_route
 from dashboard.page_query import sanitize_page_query
 from dashboard.plain_text import plain
 from sse_core.http.tornado import event_routes
+from sse_core.http.tornado_server import answering_oversized_heads
 from sse_core.settings import SSESettings
 
 log = logging.getLogger(__name__)
@@ -127,20 +128,21 @@ def build_server(
     ]
     pn.extension("tabulator")
     try:
-        server = pn.serve(
-            {"/": build_app(backend)},
-            port=port,
-            address=address,
-            websocket_origin=[h if h == "*" else f"{h}:{port}" for h in _origin_hosts(address)],
-            show=show,
-            start=False,
-            title="ssewatch",
-            verbose=verbose,
-            extra_patterns=routes,
-            unused_session_lifetime_milliseconds=UNUSED_SESSION_MS,
-            check_unused_sessions_milliseconds=CHECK_UNUSED_MS,
-            **dict(auth or {}),
-        )
+        with answering_oversized_heads():  # 431, not a silent close, past the 64 KiB head limit
+            server = pn.serve(
+                {"/": build_app(backend)},
+                port=port,
+                address=address,
+                websocket_origin=[h if h == "*" else f"{h}:{port}" for h in _origin_hosts(address)],
+                show=show,
+                start=False,
+                title="ssewatch",
+                verbose=verbose,
+                extra_patterns=routes,
+                unused_session_lifetime_milliseconds=UNUSED_SESSION_MS,
+                check_unused_sessions_milliseconds=CHECK_UNUSED_MS,
+                **dict(auth or {}),
+            )
     except OSError as exc:
         raise CannotListen(address, port, exc) from None
     server.io_loop.add_callback(backend.start_demo)
