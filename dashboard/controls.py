@@ -6,7 +6,6 @@ User ids and category names are validated by sse_core (``parse_user_id``,
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -15,6 +14,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
+from dashboard.plain_text import plain
 from sse_core.categories import VALID_CATEGORIES, parse_category_list
 from sse_core.ids import parse_user_id
 
@@ -23,8 +23,8 @@ UUID_EXAMPLE = "0192f0c1-7c4e-7d3a-9b1e-2f6a8c0d4e51"
 
 def alert_text(message: str) -> str:
     """Alert panes render Markdown and raw HTML; messages quoting user input (even from a
-    shared link's query) must show it literally, never as markup."""
-    return html.escape(message, quote=False)
+    shared link's query) must show it literally, never as markup (:func:`plain`)."""
+    return plain(message)
 
 
 def hidden_alert(css_class: str, alert_type: str = "danger") -> pn.pane.Alert:

@@ -7,7 +7,6 @@ the one table form of events (:func:`sse_core.frames.events_to_frame`) and can b
 from __future__ import annotations
 
 import asyncio
-import html
 import io
 import logging
 from collections import deque
@@ -24,6 +23,7 @@ from redis.exceptions import RedisError
 
 from dashboard.controls import alert_text, hidden_alert
 from dashboard.palette import category_color
+from dashboard.plain_text import plain
 from dashboard.tables import ReadOnlyTabulator
 from sse_core.categories import VALID_CATEGORIES
 from sse_core.frames import events_to_frame
@@ -82,7 +82,7 @@ def render_summary(
         )
     return (
         f'<div class="summary" data-rows="{rows}" data-complete="{str(complete).lower()}">'
-        f"<b>{rows:,}</b> {noun} after <code>{html.escape(last_event_id)}</code> &middot; "
+        f"<b>{rows:,}</b> {noun} after <code>{plain(last_event_id)}</code> &middot; "
         f"{verdict}</div>"
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,19 +19,23 @@ from dashboard.app import Dashboard
 from dashboard.backend import Backend
 from dashboard.cli import DEFAULT_ADDRESS, DEFAULT_PORT
 from dashboard.metrics import metrics_route
+from dashboard.page_query import sanitize_page_query
+from dashboard.plain_text import plain
 from sse_core.http.tornado import event_routes
+from sse_core.http.tornado_server import answering_oversized_heads
 from sse_core.settings import SSESettings
 
 log = logging.getLogger(__name__)
 UNUSED_SESSION_MS = 2_000  # how long a session with no open connection is kept
 CHECK_UNUSED_MS = 1_000  # how often Bokeh looks for such sessions
-DEFAULT_THEME = "dark"
 
 # A Tornado route as Bokeh's ``extra_patterns`` takes it: (pattern, handler class[, kwargs]).
 Route = tuple[Any, ...]
 # Extra routes, or a factory building them from the shared backend (so an SSE endpoint such
 # as ``GET /events`` reads from the same Redis client as the dashboard sessions).
 ExtraRoutes = Sequence[Route] | Callable[[Backend], Sequence[Route]]
+# What a session shows: the dashboard's template, or a plain message when it cannot be built.
+Page = pn.template.BaseTemplate | pn.viewable.Viewable
 
 
 class CannotListen(RuntimeError):
@@ -47,17 +52,50 @@ class CannotListen(RuntimeError):
         self.error = error
 
 
-def build_app(backend: Backend) -> Callable[[], pn.template.FastListTemplate]:
-    """The per-session factory Panel calls for every new browser session."""
+def build_app(backend: Backend) -> Callable[[], Page]:
+    """The per-session factory Panel calls for every new browser session.
 
-    def create_session() -> pn.template.FastListTemplate:
-        # Dark by default like Grafana; the header's theme toggle reloads with ?theme=default.
-        asked = pn.state.session_args.get("theme", [b""])[0].decode()
-        # (config.theme is typed read-only, but Panel's config stores it per session.)
-        pn.config.theme = asked if asked in ("default", "dark") else DEFAULT_THEME  # type: ignore[misc]
-        return Dashboard(backend=backend).template()
+    The link's parameters are checked before any template sees them (:mod:`page_query`), and
+    a session that fails to build shows a plain message, never Panel's traceback page (which
+    would print server paths and quote the request unescaped); the traceback goes to the log.
+    """
+
+    def create_session() -> Page:
+        try:
+            query = sanitize_page_query(pn.state.session_args)
+            # (config.theme is typed read-only, but Panel's config stores it per session.)
+            pn.config.theme = query.theme  # type: ignore[misc]
+            template = Dashboard(backend=backend).template()
+            if query.notices and template.main is not None:
+                template.main.insert(0, link_notice(query.notices))
+            return template
+        except Exception:
+            reference = secrets.token_hex(4)
+            log.exception("building a dashboard session failed (reference %s)", reference)
+            return failed_page(reference)
 
     return create_session
+
+
+def link_notice(notices: Sequence[str]) -> pn.pane.Alert:
+    """What the page ignored from its link, quoted as text."""
+    return pn.pane.Alert(
+        "<br>".join(plain(n) for n in notices),
+        alert_type="warning",
+        sizing_mode="stretch_width",
+        css_classes=["link-notice"],
+    )
+
+
+def failed_page(reference: str) -> pn.viewable.Viewable:
+    """A page with no detail an attacker could use; the log has it under ``reference``."""
+    return pn.pane.Alert(
+        f"ssewatch could not open this page. The server log has the details "
+        f"(reference {reference}).",
+        alert_type="danger",
+        sizing_mode="stretch_width",
+        css_classes=["page-error"],
+    )
 
 
 def build_server(
@@ -90,20 +128,21 @@ def build_server(
     ]
     pn.extension("tabulator")
     try:
-        server = pn.serve(
-            {"/": build_app(backend)},
-            port=port,
-            address=address,
-            websocket_origin=[h if h == "*" else f"{h}:{port}" for h in _origin_hosts(address)],
-            show=show,
-            start=False,
-            title="ssewatch",
-            verbose=verbose,
-            extra_patterns=routes,
-            unused_session_lifetime_milliseconds=UNUSED_SESSION_MS,
-            check_unused_sessions_milliseconds=CHECK_UNUSED_MS,
-            **dict(auth or {}),
-        )
+        with answering_oversized_heads():  # 431, not a silent close, past the 64 KiB head limit
+            server = pn.serve(
+                {"/": build_app(backend)},
+                port=port,
+                address=address,
+                websocket_origin=[h if h == "*" else f"{h}:{port}" for h in _origin_hosts(address)],
+                show=show,
+                start=False,
+                title="ssewatch",
+                verbose=verbose,
+                extra_patterns=routes,
+                unused_session_lifetime_milliseconds=UNUSED_SESSION_MS,
+                check_unused_sessions_milliseconds=CHECK_UNUSED_MS,
+                **dict(auth or {}),
+            )
     except OSError as exc:
         raise CannotListen(address, port, exc) from None
     server.io_loop.add_callback(backend.start_demo)

@@ -14,11 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import panel as pn
+from dashboard.plain_text import PlainTabulator
 
 
-class ReadOnlyTabulator(pn.widgets.Tabulator):
-    """``pn.widgets.Tabulator(disabled=True)`` that ignores data sent back by the browser."""
+class ReadOnlyTabulator(PlainTabulator):
+    """``pn.widgets.Tabulator(disabled=True)`` that ignores data sent back by the browser.
+
+    It is a :class:`~dashboard.plain_text.PlainTabulator` too: titles are always plain text.
+    """
 
     def __init__(self, value: Any = None, **params: Any) -> None:
         params["disabled"] = True

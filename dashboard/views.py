@@ -23,6 +23,7 @@ from bokeh.models.widgets.tables import HTMLTemplateFormatter
 from bokeh.plotting import figure
 
 from dashboard.palette import CATEGORIES, CATEGORY_COLORS, category_color
+from dashboard.plain_text import plain
 from dashboard.state import Coverage, FeedRow, Frame, LiveState, RatePoint
 from dashboard.tables import ReadOnlyTabulator
 from sse_core.categories import SSEEventCategory
@@ -169,7 +170,7 @@ def render_status(redis_label: str, status: ConnectionStatus | None) -> str:
     state = status.state if status else ConnectionState.IDLE
     state_text = {ConnectionState.IDLE: "idle (no subscription)"}.get(state, state.value)
     rows = [
-        ("Redis", f"<code>{html.escape(redis_label)}</code>"),
+        ("Redis", f"<code>{plain(redis_label)}</code>"),
         (
             "Pub/sub",
             f'<span data-connection="{state.value}"><span class="dot" '
@@ -348,7 +349,7 @@ class FeedTable:
         self.search = ""
         self.shown: list[FeedRow] = []
         chip = HTMLTemplateFormatter(
-            template='<span style="color:<%= color %>;font-weight:600">&#9679; <%= value %></span>'
+            template='<span style="color:<%- color %>;font-weight:600">&#9679; <%- value %></span>'
         )
         self.table = ReadOnlyTabulator(
             self._frame([]),

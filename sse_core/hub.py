@@ -81,19 +81,21 @@ class Subscription:
         categories: frozenset[SSEEventCategory],
         capacity: int,
         stats: DeliveryCounters,
+        max_bytes: int | None = None,
     ) -> None:
         self.channels = tuple(channels)
         self.categories = categories
         # Items carry the index of the channel (= stream) they came from: recoveries replay
         # each stream after the last event the consumer got from it.
-        self.mailbox: Mailbox[tuple[int, SSEEvent]] = Mailbox(capacity)
+        self.mailbox: Mailbox[tuple[int, SSEEvent]] = Mailbox(capacity, max_bytes)
         self.stats = stats
         self._sources = {channel: index for index, channel in enumerate(self.channels)}
 
-    def offer(self, channel: str, event: SSEEvent) -> None:
+    def offer(self, channel: str, event: SSEEvent, size: int = 0) -> None:
+        """``size``: the message's bytes on the wire from Redis (counts toward the byte bound)."""
         if not matches_categories(event, self.categories):
             return
-        if not self.mailbox.put((self._sources[channel], event)):
+        if not self.mailbox.put((self._sources[channel], event), size):
             self.stats.dropped += 1
 
 
@@ -388,5 +390,6 @@ class SubscriptionHub:
                 sub.stats.malformed += 1
             self._log.warning("skipped malformed message on %s: %s", channel, exc)
             return
+        size = len(payload)
         for sub in subs:
-            sub.offer(channel, event)
+            sub.offer(channel, event, size)

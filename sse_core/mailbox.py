@@ -30,39 +30,62 @@ RESUME = Signal.RESUME
 
 
 class Mailbox(Generic[T]):
-    """Single-consumer, multi-producer, bounded; producers run on the consumer's event loop."""
+    """Single-consumer, multi-producer, bounded; producers run on the consumer's event loop.
 
-    def __init__(self, capacity: int) -> None:
+    Bounded by ``capacity`` items and, if ``max_bytes`` is given, by the sizes producers
+    declare (a client's events can be 100 KB each: a count alone bounds nothing). One item
+    larger than ``max_bytes`` is still accepted into an empty mailbox, so it can be delivered.
+    """
+
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"mailbox max_bytes must be at least 1, got {max_bytes}")
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0
         self.dropped = 0
         self._items: deque[T | Signal] = deque()
+        self._sizes: deque[int] = deque()  # one per item, signals 0
         self._overflowed = False
         self._waiter: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, item: T) -> bool:
-        """Queue ``item``; ``False`` (and counted in :attr:`dropped`) if the consumer is behind."""
-        if self._overflowed or len(self._items) >= self.capacity:
+    def put(self, item: T, size: int = 0) -> bool:
+        """Queue ``item`` (``size`` bytes); ``False`` (and counted in :attr:`dropped`) if the
+        consumer is behind."""
+        if (
+            self._overflowed
+            or len(self._items) >= self.capacity
+            or (
+                self.max_bytes is not None
+                and self.queued_bytes + size > self.max_bytes
+                and self._items
+            )
+        ):
             self._overflowed = True
             self.dropped += 1
             self._wake()
             return False
         self._items.append(item)
+        self._sizes.append(size)
+        self.queued_bytes += size
         self._wake()
         return True
 
     def signal(self, signal: Signal) -> None:
         """Queue a control signal; signals are never dropped and do not count toward capacity."""
         self._items.append(signal)
+        self._sizes.append(0)
         self._wake()
 
     async def get(self) -> T | Signal:
         while True:
             if self._items:
+                self.queued_bytes -= self._sizes.popleft()
                 return self._items.popleft()
             if self._overflowed:
                 self._overflowed = False

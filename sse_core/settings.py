@@ -28,6 +28,8 @@ class SSESettings(BaseSettings):
     retry_ms: int = Field(default=3000, ge=0)
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     subscriber_queue_size: int = Field(default=1000, ge=1)
+    subscriber_queue_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
     token_secret: SecretStr | None = None  # HS256 key for GET /events tokens (JWTs)
     token_algorithm: str = "HS256"  # or RS256, ES256, ... with token_public_key
     token_public_key: str | None = None  # PEM text or a path to it (RS*/ES*/PS*/EdDSA)

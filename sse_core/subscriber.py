@@ -83,12 +83,14 @@ class RedisSSESubscriber:
         keys: SSEChannelKeys | None = None,
         queue_size: int = 1000,
         retention_ttl_seconds: int = 3600,
+        queue_bytes: int | None = None,
     ) -> None:
         self._redis = redis_client
         self.enable_retention = enable_retention
         self._log = logger or logging.getLogger(__name__)
         self.keys = keys or SSEChannelKeys()
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes  # per consumer, besides queue_size events (None: no bound)
         self.stats = SubscriberStats()
         self.retention = RetentionReader(
             redis_client,
@@ -110,6 +112,7 @@ class RedisSSESubscriber:
             logger=logger,
             keys=settings.channel_keys(),
             queue_size=settings.subscriber_queue_size,
+            queue_bytes=settings.subscriber_queue_bytes,
             retention_ttl_seconds=settings.retention_ttl_seconds,
         )
 
@@ -197,7 +200,7 @@ class RedisSSESubscriber:
         if last is not None and since_ms is not None:
             raise ValueError("give last_event_id or since_ms, not both")
         channels = (self.keys.user_channel(uid), self.keys.broadcast_channel())
-        sub = Subscription(channels, allowed, self.queue_size, self.stats)
+        sub = Subscription(channels, allowed, self.queue_size, self.stats, self.queue_bytes)
         hub = await self._attach(sub)
         # Where this consumer stands: where it started, and per stream the last event it got
         # (kept as events; their cursors are only built when a catch-up needs them).

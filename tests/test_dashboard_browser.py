@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -30,11 +27,11 @@ from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
 from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import EVENT_REGISTRY, SSEEventType
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.dashboard import DashboardProcess
+from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.timeout(120)]
 
-ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 20.0
 KEYS = SSEChannelKeys()
 TYPE_OF: dict[SSEEventCategory, SSEEventType] = {}
@@ -45,48 +42,6 @@ T = TypeVar("T")
 
 
 # -- the server under test --------------------------------------------------------------------
-
-
-class DashboardProcess:
-    """``python -m dashboard.cli serve`` as a child process, stopped by pid."""
-
-    def __init__(self, redis_url: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        args = [sys.executable, "-m", "dashboard.cli", "serve", "--port", str(self.port)]
-        args += ["--redis-url", redis_url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SSE_")}
-        self.process = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 75  # a first page on a busy 2-core machine takes ~20 s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"dashboard exited early:\n{self.log()}")
-            try:
-                # A generous timeout: each aborted try would still build a whole session.
-                with urllib.request.urlopen(self.url + "/", timeout=60) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"dashboard did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ what the Redis client needs anyway.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from redis.asyncio import Redis
@@ -25,16 +26,22 @@ from starlette.types import Receive, Scope, Send
 
 from sse_core.http.endpoint import EventStreamEndpoint
 from sse_core.http.request import RequestRejected
+from sse_core.http.sending import SendDeadline
 from sse_core.http.stream import SSE_HEADERS
 from sse_core.http.tokens import TokenSigner
 from sse_core.settings import SSESettings
+
+log = logging.getLogger(__name__)
 
 
 class EventStreamResponse(Response):
     """Streams wire chunks; stops (and closes the chunks) as soon as the client disconnects."""
 
-    def __init__(self, chunks: AsyncGenerator[str, None]) -> None:
+    def __init__(
+        self, chunks: AsyncGenerator[str, None], deadline: SendDeadline | None = None
+    ) -> None:
         self.chunks = chunks
+        self.deadline = deadline or SendDeadline(30.0)
         self.status_code = 200
         self.background = None
         self.init_headers(SSE_HEADERS)
@@ -53,9 +60,16 @@ class EventStreamResponse(Response):
     async def _pump(self, send: Send) -> None:
         try:
             async for chunk in self.chunks:
-                await send(
-                    {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
-                )
+                body = {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
+                if not await self.deadline.send(send(body)):
+                    # Ending without completing the response makes the server close the
+                    # connection (uvicorn logs that it was incomplete); our side is freed now.
+                    log.info(
+                        "closing an SSE client: it took no data within the send timeout "
+                        "(%.1f s) or the token's lifetime",
+                        self.deadline.timeout,
+                    )
+                    return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass  # the client went away between two writes (ASGI 2.4 servers raise here)
@@ -82,7 +96,7 @@ def event_stream_view(endpoint: EventStreamEndpoint) -> Callable[[Request], Awai
         except RequestRejected as rejected:
             headers = {**rejected.headers, "Cache-Control": "no-store"}
             return JSONResponse(rejected.body(), rejected.status, headers=headers)
-        return EventStreamResponse(endpoint.stream(checked))
+        return EventStreamResponse(endpoint.stream(checked), endpoint.send_deadline(checked))
 
     return events
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from redis.asyncio import Redis
 
 from sse_core.http.request import RequestRejected, StreamRequest, check_stream_request
+from sse_core.http.sending import SendDeadline
 from sse_core.http.stream import StreamOptions, event_stream
 from sse_core.http.tokens import TokenSecretMissing, TokenSigner
 from sse_core.settings import SSESettings
@@ -72,6 +73,10 @@ class EventStreamEndpoint:
             authorization=authorization,
             last_event_id_header=last_event_id_header,
         )
+
+    def send_deadline(self, request: StreamRequest) -> SendDeadline:
+        """How long each write of this request's stream may wait (send timeout, token expiry)."""
+        return SendDeadline(self.options.send_timeout_seconds, request.expires_at)
 
     async def stream(self, request: StreamRequest) -> AsyncGenerator[str, None]:
         """The connection's wire chunks; close or cancel the iteration when the client leaves."""

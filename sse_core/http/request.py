@@ -67,7 +67,9 @@ def bearer_token(authorization: str | None, query: Mapping[str, Sequence[str]]) 
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
     tokens = query.get("token") or []
-    return tokens[-1] if tokens else None
+    if len(tokens) > 1:
+        raise TokenError("malformed", "malformed token: ?token= given more than once")
+    return tokens[0] if tokens else None
 
 
 def redact_token(uri: str) -> str:
@@ -96,8 +98,17 @@ def _bad_request(parameter: str, error: ValueError) -> RequestRejected:
 
 
 def _single(query: Mapping[str, Sequence[str]], name: str) -> str | None:
-    values = [v for v in query.get(name) or [] if v.strip()]
-    return values[-1] if values else None
+    """The parameter's one value (``None`` if absent or blank); given twice is a 400: which one
+    a proxy, a cache or a framework would pick differs, so none is guessed."""
+    values = query.get(name) or []
+    if len(values) > 1:
+        raise RequestRejected(
+            400,
+            "invalid_request",
+            f"{name} given more than once; give it once",
+            parameter=name,
+        )
+    return values[0] if values and values[0].strip() else None
 
 
 def check_stream_request(

@@ -51,6 +51,7 @@ class StreamOptions:
     max_events: int | None = None
     max_seconds: float | None = None
     envelope: bool = False
+    send_timeout_seconds: float = 30.0  # a write waiting longer closes the connection
 
     @classmethod
     def from_settings(
@@ -66,6 +67,7 @@ class StreamOptions:
             max_events,
             max_seconds,
             envelope=settings.event_envelope,
+            send_timeout_seconds=settings.send_timeout_seconds,
         )
 
 

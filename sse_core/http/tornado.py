@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ from sse_core.http.request import RequestRejected, StreamRequest, redact_token
 from sse_core.http.stream import SSE_HEADERS
 from sse_core.http.tokens import TokenSigner
 from sse_core.settings import SSESettings
+
+log = logging.getLogger(__name__)
 
 Route = tuple[str, type[RequestHandler], dict[str, Any]]
 
@@ -115,14 +118,26 @@ class EventStreamHandler(RequestHandler):
 
     async def _pump_stream(self, request: StreamRequest) -> None:
         chunks = self.endpoint.stream(request)
+        deadline = self.endpoint.send_deadline(request)
+        stuck = False
         try:
             async for chunk in chunks:
                 self.write(chunk)
-                await self.flush()
+                if not await deadline.send(self.flush()):  # flush() alone waits forever
+                    stuck = True
+                    break
         except StreamClosedError:
             pass  # the client went away between two writes
         finally:
             await chunks.aclose()
+            if stuck:
+                log.info(
+                    "closing %s: it took no data within the send timeout (%.1f s) "
+                    "or the token's lifetime",
+                    self._request_summary(),
+                    deadline.timeout,
+                )
+                self.detach().close()  # drops what the client never took
 
     def on_connection_close(self) -> None:
         """The client went away: cancel the stream now rather than at the next heartbeat."""
