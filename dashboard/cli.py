@@ -45,15 +45,14 @@ Needs SSE_TOKEN_SECRET, the same secret the server uses."""
 
 
 def configure_logging() -> None:
-    """Our own modules' messages (information and up) on stderr; Bokeh and Tornado keep theirs."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    """Our own modules' messages (information and up) on stderr; Bokeh and Tornado keep theirs.
+
+    Records still propagate to the root logger (whose handler this adds only if nobody has
+    configured logging yet), so a host application's or pytest's handlers see them too.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for name in ("dashboard", "sse_core", "ssewatch"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def package_version() -> str:
