@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from _harness import bench_server
 from redis.asyncio import Redis
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -57,12 +58,13 @@ from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import TokenSigner
 from sse_core.http.tornado import event_routes
 from sse_core.keys import SSEChannelKeys
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import free_port
 from tests.support.stuck_client import events_request, stuck_client
 
 SECRET = "bench-secret-" + "x" * 32
 STUCK_LINE = "STUCK-CLOSED"
 TICK = 0.05  # publish a batch every 50 ms
+SERVER_SNDBUF = 65536
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -82,6 +84,15 @@ class _StuckReporter(logging.Handler):
             print(f"{STUCK_LINE} {time.time():.3f}", flush=True)
 
 
+class _SmallSendBuffers(HTTPServer):
+    """Server sockets with a 64 KiB send buffer instead of loopback's autotuned ~4 MB, so a
+    client that stops reading blocks the server's writes within seconds (as behind a proxy)."""
+
+    def handle_stream(self, stream: Any, address: Any) -> None:
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SERVER_SNDBUF)
+        super().handle_stream(stream, address)
+
+
 async def serve(port: int, redis_url: str, send_timeout: float) -> None:
     logger = logging.getLogger("sse_core.http.tornado")
     logger.setLevel(logging.INFO)
@@ -90,7 +101,7 @@ async def serve(port: int, redis_url: str, send_timeout: float) -> None:
     settings = SSESettings(
         token_secret=SECRET, heartbeat_seconds=30, send_timeout_seconds=send_timeout
     )
-    server = HTTPServer(Application(event_routes(redis, settings)))
+    server = _SmallSendBuffers(Application(event_routes(redis, settings)))
     server.add_sockets(bind_sockets(port, "127.0.0.1", backlog=1024))
     print("READY", flush=True)
     await asyncio.Event().wait()
@@ -319,7 +330,8 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
     )
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs (shared), loopback; clients "
-        "and publisher in this process, server in its own; stuck = raw sockets, SO_RCVBUF 2 KiB"
+        "and publisher in this process, server in its own; stuck = raw sockets, SO_RCVBUF 2 KiB; "
+        "server sockets SO_SNDBUF 64 KiB"
     )
     header = (
         f"{'mode':<9} {'healthy':>7} {'stuck':>5} {'events/s':>8} {'RSS base':>8} "
@@ -354,8 +366,7 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
 
 async def drive(args: argparse.Namespace) -> None:
     raise_fd_limit(args.connections * 3 + 256)
-    server = RedisServer().start()
-    try:
+    with bench_server() as server:  # unbounded pub/sub output buffer: a busy server is not cut off
         results = [
             await run(
                 "baseline",
@@ -378,8 +389,6 @@ async def drive(args: argparse.Namespace) -> None:
                 server.url,
             ),
         ]
-    finally:
-        server.cleanup()
     report(args, results)
 
 
