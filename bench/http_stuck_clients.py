@@ -137,19 +137,20 @@ class HealthyClient(asyncio.Protocol):
 async def open_healthy(
     port: int, tokens: list[str]
 ) -> list[tuple[asyncio.Transport, HealthyClient]]:
+    """One client per token, in the tokens' order (so client k reads user k's events)."""
     loop = asyncio.get_running_loop()
-    opened: list[tuple[asyncio.Transport, HealthyClient]] = []
 
-    async def one(token: str) -> None:
+    async def one(token: str) -> tuple[asyncio.Transport, HealthyClient]:
         transport, proto = await loop.create_connection(HealthyClient, "127.0.0.1", port)
         transport.write(events_request(port, token))
         status = await asyncio.wait_for(proto.headers, 60)
         if b" 200 " not in status:
             raise RuntimeError(f"healthy client: {status!r}")
-        opened.append((transport, proto))
+        return transport, proto
 
+    opened: list[tuple[asyncio.Transport, HealthyClient]] = []
     for start in range(0, len(tokens), 100):  # batches: stay within the listen backlog
-        await asyncio.gather(*(one(t) for t in tokens[start : start + 100]))
+        opened += await asyncio.gather(*(one(t) for t in tokens[start : start + 100]))
     return opened
 
 
