@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -417,8 +418,11 @@ class FeedTable:
             yield row
 
     def show(self, rows: Iterable[FeedRow]) -> None:
-        self.shown = list(itertools.islice(self.matching(rows), self.rows))
-        self.table.value = self._frame(self.shown)
+        shown = list(itertools.islice(self.matching(rows), self.rows))
+        if len(shown) == len(self.shown) and all(map(operator.is_, shown, self.shown)):
+            return  # redrawing the same rows would swallow a click landing meanwhile
+        self.shown = shown
+        self.table.value = self._frame(shown)
 
     def row_at(self, index: int) -> FeedRow | None:
         return self.shown[index] if 0 <= index < len(self.shown) else None

@@ -593,10 +593,17 @@ async def test_the_inspector_shows_a_long_nested_event_whole(
         lambda: column(page, "live-feed", "event_id"), lambda ids: len(ids) == 2, "rows"
     )
     row = page.locator(".live-feed .tabulator-row").nth(1)
-    await row.locator(".tabulator-cell[tabulator-field=event_type]").click()
-
     pane = page.locator(".inspector-json textarea")
-    await pane.wait_for()
+
+    async def click_row() -> bool:
+        # Clicked again only if the first click was never reported (a busy browser); what is
+        # tested is what the inspector shows.
+        if not await pane.is_visible():
+            await row.locator(".tabulator-cell[tabulator-field=event_type]").click()
+            await asyncio.sleep(1.0)
+        return await pane.is_visible()
+
+    await eventually(click_row, bool, "the inspector to open")
     text = await eventually(pane.input_value, lambda t: "END" in t, "the inspected event")
     shown = json.loads(text)
     assert shown == json.loads(json.dumps(target.to_dict(), default=str))  # every field, in full
@@ -683,11 +690,6 @@ async def test_pause_freezes_every_number_and_resume_catches_up(
     assert len(await column(page, "live-feed", "event_id")) == 5
 
 
-@pytest.mark.xfail(
-    reason="after merging #8/#9/#14 the window select shows 1 min after a 15 min reload; "
-    "open in issue #14, not yet diagnosed",
-    strict=False,
-)
 async def test_the_window_lives_in_the_url(
     page: Page, dashboard_server: DashboardProcess, redis: Redis
 ) -> None:
@@ -697,8 +699,12 @@ async def test_the_window_lives_in_the_url(
     assert await select.input_value() == await select.locator(
         "option", has_text="15"
     ).get_attribute("value")
-    label = await page.locator("[data-stat=total] .label").text_content() or ""
-    assert "Events · last 15 min" in label
+    # The first page shows the default window until the first flush of the new subscription.
+    await eventually(
+        lambda: page.locator("[data-stat=total] .label").text_content(),
+        lambda t: "Events · last 15 min" in (t or ""),
+        "the window from the URL",
+    )
     await select.select_option(label="5 minutes")
     await eventually(lambda: asyncio.sleep(0, page.url), lambda u: "window=300" in u, "the URL")
     # A link with the window opens on it.
