@@ -23,7 +23,6 @@ from uuid import UUID
 import panel as pn
 import param
 from panel.viewable import Viewer
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dashboard.backend import Backend
@@ -40,6 +39,7 @@ from dashboard.palette import CATEGORIES
 from dashboard.replay_panel import ReplayPanel
 from dashboard.state import LiveState
 from dashboard.views import LiveViews
+from sse_core.connection import RedisClient
 from sse_core.ids import parse_user_id
 from sse_core.registry import SSEEventType
 from sse_core.settings import SSESettings
@@ -88,7 +88,7 @@ class Dashboard(Viewer):
         redis_url: str | None = None,
         user_id: UUID | str | None = None,
         *,
-        redis_client: Redis | None = None,
+        redis_client: RedisClient | None = None,
         categories: Sequence[str] | None = None,
         settings: SSESettings | None = None,
         demo: bool | None = None,

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from dashboard.telemetry import Telemetry
-from sse_core.connection import connect, redact_url
+from sse_core.connection import RedisClient, connect, is_cluster, redact_url
 from sse_core.demo import DEMO_USERS, DemoTraffic
 from sse_core.keys import SSEChannelKeys
 from sse_core.publisher import RedisSSEPublisher
@@ -32,8 +32,11 @@ USERS_CACHE_SECONDS = 10.0  # one SCAN per process per interval, however many se
 MAX_LISTED_USERS = 500  # the picker lists at most this many; any id can still be typed
 
 
-def describe_client(client: Redis) -> str:
+def describe_client(client: RedisClient) -> str:
     """A display label for a client someone else created (no credentials)."""
+    if isinstance(client, RedisCluster):
+        nodes = ", ".join(sorted(client.nodes_manager.startup_nodes))
+        return f"Redis Cluster ({nodes})"
     kwargs = client.connection_pool.connection_kwargs
     if "host" not in kwargs:
         return f"{type(client).__name__} (in-process)"
@@ -42,7 +45,7 @@ def describe_client(client: Redis) -> str:
 
 @dataclass
 class Backend:
-    client: Redis
+    client: RedisClient
     label: str
     settings: SSESettings = field(default_factory=SSESettings)
     demo: bool = False
@@ -59,7 +62,7 @@ class Backend:
         cls,
         redis_url: str | None = None,
         *,
-        redis_client: Redis | None = None,
+        redis_client: RedisClient | None = None,
         settings: SSESettings | None = None,
         demo: bool | None = None,
     ) -> Backend:
@@ -73,7 +76,9 @@ class Backend:
             return cls(redis_client, describe_client(redis_client), settings, bool(demo))
         url = redis_url if redis_url is not None else settings.redis_url
         demo = url is None if demo is None else demo
-        return cls(connect(url), redact_url(url), settings, demo, owns_client=True)
+        client = connect(url, cluster=settings.redis_cluster)
+        label = redact_url(url) + (" (Redis Cluster)" if is_cluster(client) else "")
+        return cls(client, label, settings, demo, owns_client=True)
 
     @property
     def keys(self) -> SSEChannelKeys:

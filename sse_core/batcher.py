@@ -33,6 +33,8 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sse_core.connection import RedisClient
+
 LANES = 4  # connections a batcher may hold at once: a small, fixed number
 MAX_BATCH = 512  # calls per pipeline: bounds a round trip's size and the wait behind it
 
@@ -72,11 +74,11 @@ class RedisBatcher:
     """The batcher shared by every publisher on one client and event loop (:meth:`for_client`)."""
 
     _batchers: weakref.WeakKeyDictionary[
-        Redis, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisBatcher]
+        RedisClient, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisBatcher]
     ] = weakref.WeakKeyDictionary()
 
     @classmethod
-    def for_client(cls, redis_client: Redis) -> RedisBatcher:
+    def for_client(cls, redis_client: RedisClient) -> RedisBatcher:
         loop = asyncio.get_running_loop()
         per_loop = cls._batchers.setdefault(redis_client, weakref.WeakKeyDictionary())
         batcher = per_loop.get(loop)
@@ -84,7 +86,7 @@ class RedisBatcher:
             batcher = per_loop[loop] = cls(redis_client)
         return batcher
 
-    def __init__(self, redis_client: Redis, lanes: int = LANES) -> None:
+    def __init__(self, redis_client: RedisClient, lanes: int = LANES) -> None:
         self._redis = redis_client
         self._lanes = [_Lane() for _ in range(lanes)]
         self._writers: set[asyncio.Task[None]] = set()
@@ -171,7 +173,9 @@ class RedisBatcher:
         replies were read keep them and the rest fail with the error.
         """
         self.round_trips += 1
-        pool = self._redis.connection_pool
+        redis_client = self._redis
+        assert isinstance(redis_client, Redis)  # a cluster's batcher sends per node (cluster.py)
+        pool = redis_client.connection_pool
         results: list[Any] = []
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]

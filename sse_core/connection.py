@@ -1,29 +1,55 @@
-"""Creating the Redis client: a real server from a URL, or an embedded in-process one."""
+"""Creating the Redis client: a server or a cluster from a URL, or an embedded in-process one."""
 
 from __future__ import annotations
 
+import inspect
+import logging
+from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection
+from redis.exceptions import RedisError
+
+from sse_core.settings import ClusterMode, SSESettings
 
 EMBEDDED_URL = "embedded://"
+DETECT_TIMEOUT_SECONDS = 2.0
+
+RedisClient: TypeAlias = Redis | RedisCluster
+"""What every sse_core constructor accepts: one server, or a Redis Cluster."""
+
+log = logging.getLogger(__name__)
 
 
-def connect(url: str | None = None, *, decode_responses: bool = False) -> Redis:
-    """A ``redis.asyncio.Redis`` for ``url``; ``None`` gives an in-process fakeredis.
+def connect(
+    url: str | None = None,
+    *,
+    decode_responses: bool = False,
+    cluster: ClusterMode | None = None,
+) -> RedisClient:
+    """A client for ``url``; ``None`` gives an in-process fakeredis.
 
-    The embedded default lets the dashboard, demo and notebooks run with no server at all;
-    everything in ssewatch works the same on it, only nothing outlives the process.
+    A cluster node (``INFO cluster`` says ``cluster_enabled:1``) gives a ``RedisCluster``;
+    ``cluster`` (default: ``SSE_REDIS_CLUSTER``, ``auto``) set to ``yes`` or ``no`` skips the
+    probe. The embedded default lets the dashboard, demo and notebooks run with no server at
+    all; everything in ssewatch works the same on it, only nothing outlives the process.
     """
     if url is None or url == EMBEDDED_URL:
         from fakeredis import FakeAsyncRedis
 
         return FakeAsyncRedis(decode_responses=decode_responses)
+    mode = cluster if cluster is not None else SSESettings().redis_cluster
+    if mode == "yes" or (mode == "auto" and is_cluster_node(url)):
+        return RedisCluster.from_url(url, decode_responses=decode_responses)
     return Redis.from_url(url, decode_responses=decode_responses)
 
 
-def undecoded_sibling(client: Redis) -> Redis | None:
-    """A new client on ``client``'s server whose replies are bytes; ``None`` if its already are.
+def undecoded_sibling(client: RedisClient) -> RedisClient | None:
+    """A new client on ``client``'s server (or cluster) whose replies are bytes; ``None`` if its
+    already are.
 
     ssewatch decodes what it reads itself (:mod:`sse_core.codec`: a message that is not UTF-8 is
     malformed, skipped and counted). A client built with ``decode_responses=True`` instead raises
@@ -31,11 +57,51 @@ def undecoded_sibling(client: Redis) -> Redis | None:
     shared pub/sub reader that stopped live delivery for everyone, in replay every resume. The
     caller closes the sibling (``aclose``).
     """
+    if isinstance(client, RedisCluster):
+        return _undecoded_cluster(client)
     pool = client.connection_pool
     if not pool.connection_kwargs.get("decode_responses"):
         return None
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
     return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def _undecoded_cluster(client: RedisCluster) -> RedisCluster | None:
+    """The cluster variant: the same nodes and connection settings, replies as bytes."""
+    current = client.nodes_manager.connection_kwargs
+    if not current.get("decode_responses"):
+        return None
+    accepted = inspect.signature(RedisCluster.__init__).parameters
+    kwargs = {k: v for k, v in current.items() if k in accepted}
+    kwargs["decode_responses"] = False
+    kwargs["ssl"] = current.get("connection_class") is SSLConnection
+    known = client.get_nodes() or list(client.nodes_manager.startup_nodes.values())
+    nodes = [ClusterNode(node.host, node.port) for node in known]
+    return RedisCluster(startup_nodes=nodes, **kwargs)
+
+
+def is_cluster_node(url: str) -> bool:
+    """Whether the server at ``url`` runs in cluster mode (one short blocking ``INFO``).
+
+    An unreachable server is taken for a standalone one (it may come up later; the client
+    reconnects): set ``SSE_REDIS_CLUSTER=yes`` for a cluster that may be down at start.
+    """
+    probe = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=DETECT_TIMEOUT_SECONDS,
+        socket_timeout=DETECT_TIMEOUT_SECONDS,
+    )
+    try:
+        return int(probe.info("cluster").get("cluster_enabled", 0)) == 1
+    except (RedisError, OSError) as exc:
+        log.warning("could not ask %s whether it is a cluster node (%s)", redact_url(url), exc)
+        return False
+    finally:
+        probe.close()
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
 
 
 def redact_url(url: str | None) -> str:

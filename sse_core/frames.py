@@ -23,10 +23,9 @@ from typing import Any
 from uuid import UUID
 
 import pandas as pd
-from redis.asyncio import Redis
 
 from sse_core.categories import SSEEventCategory, validate_categories
-from sse_core.connection import connect
+from sse_core.connection import RedisClient, connect
 from sse_core.events import SSEEvent
 from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
@@ -123,7 +122,7 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 async def load_events(
-    redis_client: Redis,
+    redis_client: RedisClient,
     user_id: UUID | str | None = None,
     *,
     since: datetime | UUID | str | None = None,

@@ -24,10 +24,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
-from sse_core.batcher import Call, RedisBatcher
+from sse_core.batcher import Call
+from sse_core.cluster import batcher_for, require_cluster_layout, sharded
 from sse_core.codec import EncodedEvent, MalformedEvent, encode_event
+from sse_core.connection import RedisClient
 from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
 from sse_core.layouts import PUBLISH_SCRIPT, Retention, layout_for
@@ -63,7 +65,7 @@ class RedisSSEPublisher:
 
     def __init__(
         self,
-        redis_client: Redis,
+        redis_client: RedisClient,
         enable_retention: bool = False,
         retention_max_len: int = 1000,
         retention_ttl_seconds: int = 3600,
@@ -84,10 +86,13 @@ class RedisSSEPublisher:
         self.raise_errors = raise_errors
         self.stats = PublisherStats()
         self._retention = Retention(retention_max_len, self.retention_ttl_ms)
+        self._cluster = isinstance(redis_client, RedisCluster)
+        if self._cluster:
+            require_cluster_layout(self.layout)
 
     @classmethod
     def from_settings(
-        cls, redis_client: Redis, settings: SSESettings, logger: logging.Logger | None = None
+        cls, redis_client: RedisClient, settings: SSESettings, logger: logging.Logger | None = None
     ) -> RedisSSEPublisher:
         """A publisher configured from ``SSE_*`` settings (retention bounds, key layout/prefix)."""
         return cls(
@@ -126,7 +131,8 @@ class RedisSSEPublisher:
     def _call(self, d: _Delivery, encoded: EncodedEvent) -> Call:
         """The one Redis call that retains (if on) and publishes ``d``: the layout's."""
         retention = self._retention if self.enable_retention else None
-        return self.layout.publish_call(d.channel, d.stream, encoded, retention)
+        call = self.layout.publish_call(d.channel, d.stream, encoded, retention)
+        return sharded(call) if self._cluster else call
 
     @staticmethod
     def _encode(deliveries: Sequence[_Delivery]) -> list[EncodedEvent | MalformedEvent]:
@@ -152,7 +158,7 @@ class RedisSSEPublisher:
         results: list[object] = list(encoded)
         ready = [(i, e) for i, e in enumerate(encoded) if isinstance(e, EncodedEvent)]
         if ready:
-            batcher = RedisBatcher.for_client(self._redis)
+            batcher = batcher_for(self._redis)  # on a cluster: batches per node
             sent = await batcher.run([self._call(deliveries[i], e) for i, e in ready])
             for (i, _), outcome in zip(ready, sent, strict=True):
                 results[i] = outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -10,12 +11,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from sse_core.categories import SSEEventCategory
 from sse_core.codec import MalformedEvent, decode_fields
-from sse_core.connection import undecoded_sibling
+from sse_core.connection import RedisClient, is_cluster, undecoded_sibling
 from sse_core.events import SSEEvent
 from sse_core.ids import uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
@@ -46,11 +46,17 @@ class RetentionReader:
     start id inside one ``MULTI``: the snapshot is consistent with pub/sub order, which is what
     the live hand-over relies on. Cost is proportional to what lies after the start, never to
     the whole stream.
+
+    On a Redis Cluster the two streams live in different slots, which no transaction spans:
+    each is read in its own ``MULTI`` on its own node (both at once). That is enough for the
+    hand-over, which only needs every read to start after the subscription to that stream's
+    channel is confirmed (duplicates are then dropped by id), and completeness is judged per
+    stream anyway.
     """
 
     def __init__(
         self,
-        redis_client: Redis,
+        redis_client: RedisClient,
         keys: SSEChannelKeys,
         logger: logging.Logger | None = None,
         on_malformed: Callable[[], None] | None = None,
@@ -67,7 +73,7 @@ class RetentionReader:
         self._ttl_ms = ttl_ms
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         return self._redis
 
     def skip_malformed(self, name: str, raw_id: Any, exc: Exception) -> None:
@@ -99,15 +105,21 @@ class RetentionReader:
             self._slice(name, results[2 * i], results[2 * i + 1]) for i, name in enumerate(names)
         ]
 
-    @staticmethod
+    @classmethod
     async def _snapshot(
-        client: Redis, names: Sequence[str], starts: Sequence[StreamId]
+        cls, client: RedisClient, names: Sequence[str], starts: Sequence[StreamId]
     ) -> list[Any]:
+        """``XINFO STREAM`` and ``XRANGE`` from each start: all in one ``MULTI`` on one server;
+        on a cluster one ``MULTI`` per stream (their slots differ), all at once."""
+        if is_cluster(client) and len(names) > 1:
+            pairs = zip(names, starts, strict=True)
+            parts = await asyncio.gather(*(cls._snapshot(client, [n], [s]) for n, s in pairs))
+            return [result for part in parts for result in part]
         pipe = client.pipeline(transaction=True)
         for name, start in zip(names, starts, strict=True):
             pipe.xinfo_stream(name)
             pipe.xrange(name, min=format_stream_id(start), max="+")
-        return await pipe.execute(raise_on_error=False)
+        return list(await pipe.execute(raise_on_error=False))
 
     def _slice(self, name: str, info: Any, rows: Any) -> StreamSlice:
         if isinstance(info, ResponseError) or isinstance(rows, ResponseError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,6 +15,8 @@ HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "ES512", "EdDSA")
 TOKEN_ALGORITHMS = HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS
 
+ClusterMode = Literal["auto", "yes", "no"]
+
 
 class SSESettings(BaseSettings):
     """Every tunable in one place; ``SSE_REDIS_URL`` unset means the embedded in-process Redis."""
@@ -20,6 +24,7 @@ class SSESettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SSE_", extra="ignore")
 
     redis_url: str | None = None
+    redis_cluster: ClusterMode = "auto"  # auto: ask the server (INFO cluster) at connect
     key_prefix: str = "sse"
     key_layout: str = "ssewatch"  # or "dashtam": the seed application's keys (sse_core.layouts)
     enable_retention: bool = True

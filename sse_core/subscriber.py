@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
-from redis.asyncio import Redis
 from redis.backoff import ExponentialWithJitterBackoff
 
 from sse_core.cancellation import checked
 from sse_core.categories import SSEEventCategory, validate_categories
+from sse_core.cluster_hub import Hub, hub_for
+from sse_core.connection import RedisClient
 from sse_core.events import SSEEvent
 from sse_core.handover import HandOver
-from sse_core.hub import CONNECTION_ERRORS, ConnectionStatus, Subscription, SubscriptionHub
+from sse_core.hub import CONNECTION_ERRORS, ConnectionStatus, Subscription
 from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
@@ -76,7 +77,7 @@ class RedisSSESubscriber:
 
     def __init__(
         self,
-        redis_client: Redis,
+        redis_client: RedisClient,
         enable_retention: bool = False,
         logger: logging.Logger | None = None,
         *,
@@ -103,7 +104,7 @@ class RedisSSESubscriber:
 
     @classmethod
     def from_settings(
-        cls, redis_client: Redis, settings: SSESettings, logger: logging.Logger | None = None
+        cls, redis_client: RedisClient, settings: SSESettings, logger: logging.Logger | None = None
     ) -> RedisSSESubscriber:
         """A subscriber configured from ``SSE_*`` settings (retention, TTL, layout, queue)."""
         return cls(
@@ -175,7 +176,7 @@ class RedisSSESubscriber:
 
     def connection_status(self) -> ConnectionStatus:
         """State of the shared pub/sub connection (for status displays)."""
-        return SubscriptionHub.for_client(self._redis, self._log).status()
+        return hub_for(self._redis, self._log).status()
 
     async def stream(
         self,
@@ -247,10 +248,10 @@ class RedisSSESubscriber:
         finally:
             await hub.detach(sub)  # forgets at once; the unsubscribe cannot be cancelled
 
-    async def _attach(self, sub: Subscription) -> SubscriptionHub:
+    async def _attach(self, sub: Subscription) -> Hub:
         failures = 0
         while True:
-            hub = SubscriptionHub.for_client(self._redis, self._log)
+            hub = hub_for(self._redis, self._log)
             try:
                 await hub.attach(sub)
                 return hub

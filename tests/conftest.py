@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server for the whole session, fakeredis for unit tests.
+"""Shared fixtures: a real redis-server (and a real Redis Cluster) for the whole session,
+fakeredis for unit tests.
 
 A missing ``redis-server`` is an error, never a skip: tests that claim Redis behaviour must run
 against the real thing. Hypothesis keeps nothing between runs (no example database, its caches
@@ -18,8 +19,10 @@ from fakeredis import FakeAsyncRedis
 from hypothesis import settings
 from playwright.async_api import Browser, async_playwright
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH
+from tests.support.redis_cluster import LocalCluster
 from tests.support.redis_server import RedisServer
 
 # No example database (state from earlier runs) and no deadline (a timing assertion: on a loaded
@@ -114,3 +117,25 @@ async def browser() -> AsyncIterator[Browser]:
             yield chromium
         finally:
             await chromium.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real local Redis Cluster (3 primaries + 3 replicas) for the whole session."""
+    cluster = LocalCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture
+async def cluster_client(redis_cluster: LocalCluster) -> AsyncIterator[RedisCluster]:
+    """A bytes-mode cluster client, every primary emptied first."""
+    redis_cluster.wait_ready()
+    redis_cluster.flushall()
+    client = await RedisCluster.from_url(redis_cluster.url).initialize()
+    try:
+        yield client
+    finally:
+        await client.aclose()

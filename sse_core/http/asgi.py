@@ -18,12 +18,12 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from sse_core.connection import RedisClient
 from sse_core.http.endpoint import EventStreamEndpoint
 from sse_core.http.request import RequestRejected
 from sse_core.http.sending import SendDeadline
@@ -102,7 +102,7 @@ def event_stream_view(endpoint: EventStreamEndpoint) -> Callable[[Request], Awai
 
 
 def event_route(
-    redis_client: Redis,
+    redis_client: RedisClient,
     settings: SSESettings,
     *,
     path: str = "/events",

@@ -16,8 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
 
-from redis.asyncio import Redis
-
+from sse_core.connection import RedisClient
 from sse_core.http.request import RequestRejected, StreamRequest, check_stream_request
 from sse_core.http.sending import SendDeadline
 from sse_core.http.stream import StreamOptions, event_stream
@@ -33,7 +32,7 @@ class EventStreamEndpoint:
 
     def __init__(
         self,
-        redis_client: Redis,
+        redis_client: RedisClient,
         settings: SSESettings,
         *,
         signer: TokenSigner | None = None,

@@ -20,10 +20,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
+from sse_core.connection import RedisClient
 from sse_core.http.endpoint import EventStreamEndpoint
 from sse_core.http.request import RequestRejected, StreamRequest, redact_token
 from sse_core.http.stream import SSE_HEADERS
@@ -36,7 +36,7 @@ Route = tuple[str, type[RequestHandler], dict[str, Any]]
 
 
 def event_routes(
-    redis_client: Redis,
+    redis_client: RedisClient,
     settings: SSESettings,
     *,
     path: str = "/events",

@@ -22,7 +22,13 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None, *, persist: bool = False) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        persist: bool = False,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -31,6 +37,7 @@ class RedisServer:
         self.binary = binary
         self.port = port or free_port()
         self.persist = persist
+        self.extra_args = extra_args
         self.dir = Path(tempfile.mkdtemp(prefix="ssewatch-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -57,6 +64,7 @@ class RedisServer:
             "no",
             "--logfile",
             str(self.dir / "redis.log"),
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_until(lambda: self._ping(), "start")
