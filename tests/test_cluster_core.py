@@ -299,3 +299,26 @@ async def test_discovery_and_history_scan_every_primary(
     assert frame.attrs["complete"]
     one = await load_events(cluster_client, users[4])
     assert list(one["event_id"]) == [str(sent[4].event_id), str(shared.event_id)]
+
+
+async def test_a_decoding_cluster_client_works_too(
+    redis_cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    client = await RedisCluster.from_url(redis_cluster.url, decode_responses=True).initialize()
+    try:
+        user = uuid.uuid4()
+        publisher = RedisSSEPublisher(client, enable_retention=True, raise_errors=True)
+        first, missed = event(user, 0), event(user, 1)
+        assert await publisher.publish(first)
+        assert await publisher.broadcast(missed)
+        subscriber = RedisSSESubscriber(client, enable_retention=True)
+        collector = Collector(subscriber.stream(user, last_event_id=first.event_id).__aiter__())
+        assert await collector.wait_for(1) == [missed]
+        live = [event(user, 2), event(user, 3)]
+        assert await publisher.publish_many(live)
+        assert await collector.wait_for(3) == [missed, *live]
+        await collector.stop()
+        assert (await subscriber.replay(user, first.event_id)).events == [missed, *live]
+        assert await subscriber.retention.users() == [user]
+    finally:
+        await client.aclose()

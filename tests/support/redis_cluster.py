@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from tests.support.redis_server import RedisServer
 
@@ -122,8 +123,8 @@ class LocalCluster:
                 try:
                     info = c.info("replication")
                     node_id = str(c.execute_command("CLUSTER", "MYID"))
-                except OSError:
-                    continue
+                except (OSError, RedisError):
+                    continue  # a stopped node
                 primary_id = None
                 if info["role"] != "master":
                     primary_id = self._node_id_at(int(info["master_port"]))
@@ -134,7 +135,7 @@ class LocalCluster:
         with self.client(port) as c:
             try:
                 return str(c.execute_command("CLUSTER", "MYID"))
-            except OSError:
+            except (OSError, RedisError):
                 return None
 
     def primaries(self) -> list[Node]:
@@ -184,7 +185,7 @@ class LocalCluster:
                     epochs.add(_field(text, "cluster_current_epoch"))
             primaries = sum(1 for n in self.nodes() if n.primary)
             return len(epochs) == 1 and primaries * (1 + self.replicas_per_primary) == self.size
-        except OSError:
+        except (OSError, RedisError):
             return False
 
     # -- faults ----------------------------------------------------------------------------
@@ -229,6 +230,10 @@ class LocalCluster:
                 with self.client(node.port) as c:
                     c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
         self.wait_ready()
+
+    def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        """Poll ``check`` until true (a test's view of the cluster converging)."""
+        self._wait(check, what, timeout)
 
     def _wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
