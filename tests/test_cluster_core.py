@@ -12,7 +12,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from sse_core.batcher import LANES
+from sse_core.cluster import ClusterBatcher, batcher_for
 from sse_core.cluster_hub import ClusterHub, hub_for
+from sse_core.codec import decode_fields
 from sse_core.connection import connect, is_cluster_node
 from sse_core.events import SSEEvent
 from sse_core.frames import load_events
@@ -322,3 +325,23 @@ async def test_a_decoding_cluster_client_works_too(
         assert await subscriber.retention.users() == [user]
     finally:
         await client.aclose()
+
+
+async def test_concurrent_publishes_coalesce_into_per_node_batches(
+    redis_cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    users = users_on_every_primary(redis_cluster, per_node=4)
+    publisher = RedisSSEPublisher(cluster_client, enable_retention=True, raise_errors=True)
+    batcher = batcher_for(cluster_client)
+    assert isinstance(batcher, ClusterBatcher)
+    await publisher.publish(event(users[0], -1))  # loads the script
+    before = batcher.round_trips
+    calls = [publisher.publish(event(u, i)) for i in range(20) for u in users]
+    assert all(await asyncio.gather(*calls))
+    # The first call on each lane leaves alone, the rest queue and leave together (one
+    # pipeline per node each time).
+    assert batcher.round_trips - before <= 2 * LANES
+    for user in users:  # each user's events retained in call order
+        rows = await cluster_client.xrange(KEYS.user_stream(user))
+        ns = [decode_fields(fields).data["n"] for _, fields in rows]
+        assert [n for n in ns if n >= 0] == list(range(20))
