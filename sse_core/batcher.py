@@ -27,13 +27,14 @@ import math
 import weakref
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sse_core.connection import RedisClient
+if TYPE_CHECKING:  # connection -> settings -> layouts -> batcher: a type only, no import cycle
+    from sse_core.connection import RedisClient
 
 LANES = 4  # connections a batcher may hold at once: a small, fixed number
 MAX_BATCH = 512  # calls per pipeline: bounds a round trip's size and the wait behind it

@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, TypeAlias
 
-from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -43,6 +42,7 @@ from redis.retry import Retry
 
 from sse_core.cluster import node_for
 from sse_core.codec import MalformedEvent, decode_payload
+from sse_core.connection import RedisClient
 from sse_core.hub import (
     CONNECTION_ERRORS,
     ConnectionState,
@@ -60,7 +60,7 @@ _PROBE_SEARCH = 100_000  # tags tried to find one in a node's slots (a handful u
 Hub: TypeAlias = "SubscriptionHub | ClusterHub"
 
 
-def hub_for(client: Redis | RedisCluster, logger: logging.Logger | None = None) -> Hub:
+def hub_for(client: RedisClient, logger: logging.Logger | None = None) -> Hub:
     """The hub shared by everything using ``client`` on the running loop."""
     if isinstance(client, RedisCluster):
         return ClusterHub.for_client(client, logger)

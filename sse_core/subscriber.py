@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialWithJitterBackoff
 
 from sse_core.cancellation import checked
 from sse_core.categories import SSEEventCategory, validate_categories
+from sse_core.cluster import require_cluster_layout
 from sse_core.cluster_hub import Hub, hub_for
 from sse_core.connection import RedisClient
 from sse_core.events import SSEEvent
@@ -101,6 +103,8 @@ class RedisSSESubscriber:
             ttl_ms=retention_ttl_seconds * 1000,
         )
         self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+        if isinstance(redis_client, RedisCluster):
+            require_cluster_layout(self.retention.layout)
 
     @classmethod
     def from_settings(

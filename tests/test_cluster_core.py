@@ -19,7 +19,7 @@ from sse_core.codec import decode_fields
 from sse_core.connection import connect, is_cluster_node
 from sse_core.events import SSEEvent
 from sse_core.frames import load_events
-from sse_core.keys import SSEChannelKeys
+from sse_core.keys import DashtamChannelKeys, SSEChannelKeys
 from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import SSEEventType
 from sse_core.subscriber import RedisSSESubscriber, StreamGap
@@ -345,3 +345,10 @@ async def test_concurrent_publishes_coalesce_into_per_node_batches(
         rows = await cluster_client.xrange(KEYS.user_stream(user))
         ns = [decode_fields(fields).data["n"] for _, fields in rows]
         assert [n for n in ns if n >= 0] == list(range(20))
+
+
+def test_cluster_support_is_for_the_ssewatch_layout(cluster_client: RedisCluster) -> None:
+    with pytest.raises(ValueError, match="'ssewatch' key layout"):
+        RedisSSEPublisher(cluster_client, keys=DashtamChannelKeys())
+    with pytest.raises(ValueError, match="'ssewatch' key layout"):
+        RedisSSESubscriber(cluster_client, keys=DashtamChannelKeys())
