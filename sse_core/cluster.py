@@ -74,9 +74,11 @@ async def execute_per_node(client: RedisCluster, calls: Sequence[NodeCall]) -> l
     If a node's connection fails, its calls get that error (which of them ran is unknown) and
     the slot map is refreshed for the next batch, as the client does for single commands.
     """
+    await client.initialize()  # a no-op once the slot map is known
     groups: dict[str, tuple[ClusterNode, list[tuple[int, PipelineCommand]]]] = {}
     for index, (key, args) in enumerate(calls):
-        node = await node_for(client, key)
+        node = client.get_node_from_key(key)
+        assert node is not None  # primaries always exist for covered slots
         groups.setdefault(node.name, (node, []))[1].append((index, PipelineCommand(index, *args)))
     results: list[Any] = [None] * len(calls)
 
