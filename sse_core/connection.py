@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import TypeAlias
+from typing import TypeAlias, overload
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -47,6 +47,10 @@ def connect(
     return Redis.from_url(url, decode_responses=decode_responses)
 
 
+@overload
+def undecoded_sibling(client: Redis) -> Redis | None: ...
+@overload
+def undecoded_sibling(client: RedisCluster) -> RedisCluster | None: ...
 def undecoded_sibling(client: RedisClient) -> RedisClient | None:
     """A new client on ``client``'s server (or cluster) whose replies are bytes; ``None`` if its
     already are.
