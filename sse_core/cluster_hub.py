@@ -22,6 +22,11 @@ refreshed, their channels are subscribed on the nodes that own them now and conf
   probe ``SPUBLISH``-ed through the normal publish path to a shard channel in its node's slots;
   if nothing arrives by the next interval the connection is deemed attached to a node that no
   longer receives the traffic, and is replaced (as Centrifugo does, centrifugal/centrifugo#1189).
+
+Leaving is guaranteed as in :class:`~sse_core.hub.SubscriptionHub`: every await of an attach is
+:func:`~sse_core.cancellation.checked`, a consumer is forgotten synchronously, and one hub-owned
+task (no consumer's cancellation can interrupt it) unsubscribes what nobody wants — also a
+channel a message arrives on with nobody attached — and closes idle connections.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from sse_core.cancellation import checked
 from sse_core.cluster import node_for
 from sse_core.codec import MalformedEvent, decode_payload
 from sse_core.connection import RedisClient
@@ -134,16 +140,18 @@ class _NodeLink:
 
     async def close(self) -> None:
         reader, self.reader = self.reader, None
-        if reader is not None and reader is not asyncio.current_task():
+        while reader is not None and reader is not asyncio.current_task() and not reader.done():
+            # Again if need be: a cancellation swallowed between two checks is asked for anew.
             reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await asyncio.wait({reader}, timeout=1)
         with contextlib.suppress(*CONNECTION_ERRORS):
             await self.connection.disconnect()
 
     async def _read(self) -> None:
         while True:
             try:
-                reply = await self.connection.read_response(timeout=None)
+                # checked: close() cancels this task, and redis-py may swallow that.
+                reply = await checked(self.connection.read_response(timeout=None))
             except CONNECTION_ERRORS as exc:
                 self.hub._lost(self, f"connection error: {exc}")
                 return
@@ -152,13 +160,19 @@ class _NodeLink:
                 # not say which channel it concerns: move everything this link carried.
                 self.hub._lost(self, f"error reply: {exc}")
                 return
+            except Exception as exc:
+                # A reply the client could not parse: the connection's state is unknown, so it
+                # is replaced; its subscribers resync from retention.
+                self.hub.malformed += 1
+                self.hub._lost(self, f"unreadable reply ({exc!r})")
+                return
             self.received += 1
             if isinstance(reply, list) and reply:
                 self._handle(_text(reply[0]).lower(), reply)
 
     def _handle(self, kind: str, reply: list[Any]) -> None:
         if kind == "smessage":
-            self.hub._dispatch(_text(reply[1]), reply[2])
+            self.hub._dispatch(self, _text(reply[1]), reply[2])
         elif kind == "pong":
             if self.pings:
                 waiter = self.pings.popleft()
@@ -202,7 +216,9 @@ class ClusterHub:
         self._links: dict[str, _NodeLink] = {}
         self._link_of: dict[str, _NodeLink] = {}  # channel -> the link carrying it
         self._lock = asyncio.Lock()
-        self._orphans: set[str] = set()  # channels whose link was lost or whose slot moved
+        self._orphans: set[str] = set()  # wanted channels whose link was lost or slot moved
+        self._unwanted: set[str] = set()  # may still be subscribed, wanted by nobody
+        self._reconciler: asyncio.Task[None] | None = None
         self._stranded: list[asyncio.Future[None]] = []  # attach waiters awaiting a remap
         self._resync: asyncio.Future[None] | None = None
         self._remapping: asyncio.Task[None] | None = None
@@ -231,7 +247,11 @@ class ClusterHub:
     # -- attach / detach ----------------------------------------------------------------------
 
     async def attach(self, sub: Subscription) -> None:
-        """Register ``sub`` and return once its channels are live on every node serving them."""
+        """Register ``sub`` and return once its channels are live on every node serving them.
+
+        If the calling task is cancelled meanwhile, ``CancelledError`` is raised and ``sub`` is
+        detached, even when redis-py swallowed the cancellation (every await is ``checked``).
+        """
         loop = asyncio.get_running_loop()
         waiters: list[asyncio.Future[None]] = []
         try:
@@ -242,12 +262,12 @@ class ClusterHub:
                 for ch in sub.channels:
                     self._by_channel.setdefault(ch, []).append(sub)
                 try:
-                    await self._place(new)
+                    await checked(self._place(new))
                     links = {id(lk): lk for ch in sub.channels if (lk := self._link_of.get(ch))}
                     for link in links.values():
                         waiter = loop.create_future()
                         waiters.append(waiter)
-                        await link.confirm(waiter)
+                        await checked(link.confirm(waiter))
                 except (*CONNECTION_ERRORS, RedisError) as exc:
                     self._log.info("subscribe deferred until the cluster is reachable (%s)", exc)
                 unplaced = [ch for ch in sub.channels if ch not in self._link_of]
@@ -260,33 +280,60 @@ class ClusterHub:
                 self._start_prober()
                 if self.state is ConnectionState.CONNECTING:
                     self.state = ConnectionState.CONNECTED
-            await asyncio.gather(*waiters)
+            await checked(asyncio.gather(*waiters))
         except BaseException:
             await self.detach(sub)
             raise
 
     async def detach(self, sub: Subscription) -> None:
+        """Forget ``sub`` now; return once no connection serves what nobody wants.
+
+        The network part runs in the hub's own task: cancelling the caller cannot leave a
+        channel subscribed (nor a connection held).
+        """
+        self._forget(sub)
+        await asyncio.shield(self._reconcile_soon())
+
+    def _forget(self, sub: Subscription) -> None:
+        for ch in sub.channels:
+            subs = self._by_channel.get(ch, [])
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                self._by_channel.pop(ch, None)
+                self._unwanted.add(ch)
+
+    def _reconcile_soon(self) -> asyncio.Task[None]:
+        """The reconciling task; one at a time, and it loops until nothing is left to do."""
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = asyncio.get_running_loop().create_task(
+                self._reconcile(), name="ssewatch-cluster-reconcile"
+            )
+        return self._reconciler
+
+    async def _reconcile(self) -> None:
         async with self._lock:
-            gone: list[str] = []
-            for ch in sub.channels:
-                subs = self._by_channel.get(ch, [])
-                if sub in subs:
-                    subs.remove(sub)
-                if not subs:
-                    self._by_channel.pop(ch, None)
-                    gone.append(ch)
-            for ch in gone:
-                self._orphans.discard(ch)
-                link = self._link_of.pop(ch, None)
-                if link is not None:
-                    with contextlib.suppress(*CONNECTION_ERRORS):
-                        await link.unsubscribe([ch])
-            for name, link in list(self._links.items()):
-                if not link.channels:
-                    del self._links[name]
-                    await link.close()
-            if not self._by_channel:
-                await self._go_idle()
+            while self._unwanted or (
+                not self._by_channel and self.state is not ConnectionState.IDLE
+            ):
+                if not self._by_channel:
+                    self._unwanted.clear()
+                    await self._go_idle()
+                    continue
+                gone = [ch for ch in self._unwanted if ch not in self._by_channel]
+                self._unwanted.clear()
+                for ch in gone:
+                    self._orphans.discard(ch)
+                    link = self._link_of.pop(ch, None)
+                    if link is not None:
+                        # On failure the link is lost: its replacement subscribes only what
+                        # is wanted, and a message on an unwanted channel brings it back here.
+                        with contextlib.suppress(*CONNECTION_ERRORS):
+                            await link.unsubscribe([ch])
+                for name, link in list(self._links.items()):
+                    if not link.channels:
+                        del self._links[name]
+                        await link.close()
 
     async def _place(self, channels: Iterable[str]) -> None:
         """Subscribe ``channels`` on the nodes that own their slots now (lock held)."""
@@ -331,6 +378,7 @@ class ClusterHub:
         self._links.clear()
         self._link_of.clear()
         self._orphans.clear()
+        self._unwanted.clear()
         for task in (self._prober, self._remapping):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -478,9 +526,16 @@ class ClusterHub:
 
     # -- fan-out ------------------------------------------------------------------------------
 
-    def _dispatch(self, channel: str, payload: Any) -> None:
+    def _dispatch(self, link: _NodeLink, channel: str, payload: Any) -> None:
         subs = self._by_channel.get(channel)
         if not subs:
+            # Still subscribed on the node, wanted by nobody: unsubscribe it.
+            known = channel == link.probe_channel or channel in link.leaving
+            if not known and channel not in self._unwanted:
+                self._unwanted.add(channel)
+                self._link_of[channel] = link
+                link.channels.add(channel)  # so the reconciler's SUNSUBSCRIBE is sent
+                self._reconcile_soon()
             return
         try:
             event = decode_payload(payload)
@@ -490,5 +545,6 @@ class ClusterHub:
                 sub.stats.malformed += 1
             self._log.warning("skipped malformed message on %s: %s", channel, exc)
             return
+        size = len(payload)
         for sub in subs:
-            sub.offer(channel, event)
+            sub.offer(channel, event, size)

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from sse_core.categories import SSEEventCategory
 from sse_core.codec import MalformedEvent, decode_fields
-from sse_core.connection import RedisClient, is_cluster, undecoded_sibling
+from sse_core.connection import RedisClient, undecoded_sibling
 from sse_core.events import SSEEvent
 from sse_core.ids import uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
@@ -111,10 +112,15 @@ class RetentionReader:
     ) -> list[Any]:
         """``XINFO STREAM`` and ``XRANGE`` from each start: all in one ``MULTI`` on one server;
         on a cluster one ``MULTI`` per stream (their slots differ), all at once."""
-        if is_cluster(client) and len(names) > 1:
-            pairs = zip(names, starts, strict=True)
-            parts = await asyncio.gather(*(cls._snapshot(client, [n], [s]) for n, s in pairs))
-            return [result for part in parts for result in part]
+        if isinstance(client, RedisCluster):
+            # redis-py 8.1 queues a cluster transaction's commands through asyncio.run in a
+            # thread: on a client without its slot map yet, that thread's (then closed) loop
+            # would own the node connections. Initialize here first (a no-op once done).
+            await client.initialize()
+            if len(names) > 1:
+                pairs = zip(names, starts, strict=True)
+                parts = await asyncio.gather(*(cls._snapshot(client, [n], [s]) for n, s in pairs))
+                return [result for part in parts for result in part]
         pipe = client.pipeline(transaction=True)
         for name, start in zip(names, starts, strict=True):
             pipe.xinfo_stream(name)

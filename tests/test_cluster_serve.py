@@ -27,14 +27,6 @@ KEYS = SSEChannelKeys()
 SECRET = new_secret()
 
 
-def shard_subscribers(cluster: LocalCluster, channel: str) -> int:
-    """``PUBSUB SHARDNUMSUB`` on the node that owns the channel's slot."""
-    owner = cluster.owner_of(cluster.keyslot(channel))
-    with cluster.client(owner.port) as c:
-        reply = c.execute_command("PUBSUB", "SHARDNUMSUB", channel)
-    return int(reply[1])
-
-
 async def test_serve_on_a_cluster_in_chromium_and_over_events(
     redis_cluster: LocalCluster, cluster_client: RedisCluster, browser: Browser
 ) -> None:
@@ -55,7 +47,7 @@ async def test_serve_on_a_cluster_in_chromium_and_over_events(
         label = page.locator("code", has_text="(Redis Cluster)")  # the status bar's Redis label
         assert await label.count() == 1
         await wait_until(
-            lambda: shard_subscribers(redis_cluster, KEYS.user_channel(viewer)) >= 1,
+            lambda: redis_cluster.shard_subscribers(KEYS.user_channel(viewer)) >= 1,
             within=30,
             what="the dashboard's SSUBSCRIBE",
         )
@@ -92,7 +84,7 @@ async def test_serve_on_a_cluster_in_chromium_and_over_events(
                 got.append(sse.id)
                 if len(got) == 1:
                     await wait_until(
-                        lambda: shard_subscribers(redis_cluster, KEYS.user_channel(reader)),
+                        lambda: redis_cluster.shard_subscribers(KEYS.user_channel(reader)),
                         within=30,
                         what="the endpoint's SSUBSCRIBE",
                     )

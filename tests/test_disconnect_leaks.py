@@ -10,7 +10,6 @@ and the stream then waited on its mailbox forever. All on the real redis-server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -30,7 +29,13 @@ from sse_core import (
 from sse_core.http import TokenSigner
 from sse_core.http.tornado import event_routes
 from sse_core.hub import SubscriptionHub
-from tests.support.sse_http import hub_subscriptions, new_secret, tornado_server, wait_until
+from tests.support.sse_http import (
+    hub_subscriptions,
+    new_secret,
+    open_read_first_chunk_close,
+    tornado_server,
+    wait_until,
+)
 from tests.support.streams import Collector, wait_subscribed
 
 pytestmark = pytest.mark.redis
@@ -63,20 +68,6 @@ async def _numsub(redis: Redis, users: list[UUID]) -> int:
     return sum(int(count) for _, count in await redis.pubsub_numsub(*channels))
 
 
-async def _open_read_first_chunk_close(base: str, path: str) -> bytes:
-    host, port = base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        writer.write(request.encode())
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(4096), 10)  # the first chunk, then go
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
 async def test_fast_disconnects_from_events_leave_no_channel_subscribed(redis: Redis) -> None:
     secret = new_secret()
     signer = TokenSigner(secret)
@@ -84,7 +75,7 @@ async def test_fast_disconnects_from_events_leave_no_channel_subscribed(redis: R
     users = [uuid4() for _ in range(200)]
     async with tornado_server(routes) as base:
         for user in users:
-            first = await _open_read_first_chunk_close(
+            first = await open_read_first_chunk_close(
                 base, f"/events?token={signer.mint(user, 300)}"
             )
             assert first.startswith(b"HTTP/1.1 200")

@@ -11,82 +11,39 @@ All of it on the real redis-server, with entries written raw, as a careless prod
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 from redis.asyncio import Redis
 
-from sse_core import RedisSSEPublisher, RedisSSESubscriber, SSEChannelKeys, SSEEvent, SSESettings
+from sse_core import RedisSSEPublisher, RedisSSESubscriber, SSEChannelKeys, SSESettings
 from sse_core.codec import MalformedEvent, decode_fields, decode_payload
 from sse_core.http import STREAM_RESET, TokenSigner
 from sse_core.http.tornado import event_routes
+from tests.support.poison import (
+    POISON_DATA,
+    good_event,
+    poisoned_stream,
+    raw_entry,
+    raw_payload,
+)
 from tests.support.sse_http import new_secret, tornado_server
 from tests.support.streams import Collector, wait_subscribed
 
 pytestmark = pytest.mark.redis
 KEYS = SSEChannelKeys()
 
-# The data field of a stream entry, exactly as the issue's producer wrote it.
-POISON_DATA: dict[str, str] = {
-    "5000-digit integer": "1" * 5000,
-    "5000-digit integer in a payload": '{"n": ' + "7" * 5000 + "}",
-    "5000-deep nesting": "[" * 5000 + "]" * 5000,
-    "5000-deep nesting in a payload": '{"a": ' + "[" * 5000 + "]" * 5000 + "}",
-    "lone surrogate": '{"s": "\\ud800"}',
-    "lone surrogate key": '{"\\udfff": 1}',
-}
-
-
-def _event(user: UUID, **data: Any) -> SSEEvent:
-    return SSEEvent(event_type="ai.response.chunk", user_id=user, data=data)
-
-
-def _raw_entry(user: UUID, data: str) -> dict[str, str]:
-    """Every field valid but ``data``, as another producer would write it."""
-    template = _event(user)
-    return {
-        "event_id": str(SSEEvent(event_type="ai.response.chunk", user_id=user).event_id),
-        "event_type": "ai.response.chunk",
-        "data": data,
-        "occurred_at": template.occurred_at.isoformat(),
-        "user_id": str(user),
-    }
-
-
-def _raw_payload(user: UUID, data: str) -> str:
-    """The pub/sub form of :func:`_raw_entry` (the data spliced in as raw JSON text)."""
-    entry = _raw_entry(user, "DATA")
-    envelope = json.dumps({**entry, "data": None})
-    return envelope.replace('"data": null', f'"data": {data}')
-
-
-async def _poisoned_stream(
-    redis: Redis, publisher: RedisSSEPublisher, user: UUID
-) -> tuple[SSEEvent, list[SSEEvent]]:
-    """``first``, then every poison entry interleaved with good events; returns the good ones."""
-    first = _event(user, i=0)
-    await publisher.publish(first)
-    good: list[SSEEvent] = []
-    for n, data in enumerate(POISON_DATA.values(), start=1):
-        await redis.xadd(KEYS.user_stream(user), _raw_entry(user, data))  # type: ignore[arg-type]
-        event = _event(user, i=n)
-        await publisher.publish(event)
-        good.append(event)
-    return first, good
-
 
 @pytest.mark.parametrize("data", POISON_DATA.values(), ids=POISON_DATA.keys())
 def test_the_codec_refuses_each_poison_as_malformed(data: str) -> None:
     user = uuid4()
     with pytest.raises(MalformedEvent):
-        decode_fields(_raw_entry(user, data))
+        decode_fields(raw_entry(user, data))
     with pytest.raises(MalformedEvent):
-        decode_payload(_raw_payload(user, data))
+        decode_payload(raw_payload(user, data))
 
 
 async def test_replay_skips_and_counts_every_poison_entry(
@@ -95,7 +52,7 @@ async def test_replay_skips_and_counts_every_poison_entry(
     publisher = RedisSSEPublisher(redis_client, enable_retention=True, raise_errors=True)
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
     user = uuid4()
-    first, good = await _poisoned_stream(redis_client, publisher, user)
+    first, good = await poisoned_stream(redis_client, publisher, user)
     with caplog.at_level(logging.WARNING):
         replay = await subscriber.replay(user, first.event_id)
     # Before the fix: ValueError (int limit), RecursionError, or an event /events cannot encode.
@@ -114,15 +71,15 @@ async def test_subscribe_resumes_past_poison_then_goes_live(redis_client: Redis)
     publisher = RedisSSEPublisher(redis_client, enable_retention=True, raise_errors=True)
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
     user = uuid4()
-    first, good = await _poisoned_stream(redis_client, publisher, user)
+    first, good = await poisoned_stream(redis_client, publisher, user)
     collector = Collector(subscriber.subscribe(user, last_event_id=first.event_id))
     try:
         replayed = await collector.wait_for(len(good))
         await wait_subscribed(redis_client, KEYS.user_channel(user))
         # Live poison too: each message is skipped and counted, the stream goes on.
         for data in POISON_DATA.values():
-            await redis_client.publish(KEYS.user_channel(user), _raw_payload(user, data))
-        fresh = _event(user, i="live")
+            await redis_client.publish(KEYS.user_channel(user), raw_payload(user, data))
+        fresh = good_event(user, i="live")
         await publisher.publish(fresh)
         got = await collector.wait_for(len(good) + 1)
     finally:
@@ -137,7 +94,7 @@ async def test_events_endpoint_resumes_past_poison_without_a_reset(redis: Redis)
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
     secret = new_secret()
     user = uuid4()
-    first, good = await _poisoned_stream(redis, publisher, user)
+    first, good = await poisoned_stream(redis, publisher, user)
     routes = event_routes(redis, SSESettings(token_secret=secret, heartbeat_seconds=30))
     headers = {
         "Authorization": f"Bearer {TokenSigner(secret).mint(user, 300)}",

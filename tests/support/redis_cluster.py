@@ -153,6 +153,21 @@ class LocalCluster:
     def replica_of(self, primary: Node) -> Node:
         return next(n for n in self.nodes() if n.primary_id == primary.node_id)
 
+    def shard_subscribers(self, channel: str) -> int:
+        """``PUBSUB SHARDNUMSUB`` on the node that owns the channel's slot."""
+        owner = self.owner_of(self.keyslot(channel))
+        with self.client(owner.port) as c:
+            reply = c.execute_command("PUBSUB", "SHARDNUMSUB", channel)
+        return int(reply[1])
+
+    def shard_channels(self) -> set[str]:
+        """Every shard channel with a subscriber, on any primary (``PUBSUB SHARDCHANNELS``)."""
+        found: set[str] = set()
+        for node in self.primaries():
+            with self.client(node.port) as c:
+                found.update(str(ch) for ch in c.execute_command("PUBSUB", "SHARDCHANNELS"))
+        return found
+
     def keyslot(self, key: str) -> int:
         with self.client(self.ports[0]) as c:
             return int(c.execute_command("CLUSTER", "KEYSLOT", key))

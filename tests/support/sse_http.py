@@ -7,6 +7,7 @@ The server runs on the test's own event loop, so the test can look at the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import secrets
@@ -21,8 +22,9 @@ from redis.asyncio import Redis
 from tornado.httpserver import HTTPServer
 from tornado.web import Application
 
+from sse_core.cluster_hub import hub_for
+from sse_core.connection import RedisClient
 from sse_core.events import SSEEvent
-from sse_core.hub import SubscriptionHub
 from sse_core.keys import SSEChannelKeys
 
 
@@ -76,9 +78,9 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
-def hub_subscriptions(redis: Redis) -> int:
+def hub_subscriptions(redis: RedisClient) -> int:
     """Subscriptions the process-wide hub holds for ``redis`` (the endpoint's share of it)."""
-    return SubscriptionHub.for_client(redis).status().subscriptions
+    return hub_for(redis).status().subscriptions
 
 
 async def channel_subscribers(redis: Redis, user_id: UUID, prefix: str = "sse") -> int:
@@ -86,3 +88,18 @@ async def channel_subscribers(redis: Redis, user_id: UUID, prefix: str = "sse") 
     channel = SSEChannelKeys(prefix).user_channel(user_id)
     counts = dict(await redis.pubsub_numsub(channel))
     return int(counts.get(channel.encode(), counts.get(channel, 0)))
+
+
+async def open_read_first_chunk_close(base: str, path: str) -> bytes:
+    """A client that reads the first chunk of a response, then closes (a fast disconnect)."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(4096), 10)  # the first chunk, then go
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
