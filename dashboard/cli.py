@@ -83,7 +83,7 @@ def _demo(args: argparse.Namespace, settings: SSESettings) -> int:
     quiet.setLevel(logging.ERROR)
 
     async def run() -> int:
-        client = connect(url)
+        client = connect(url, cluster=settings.redis_cluster)
         publisher = RedisSSEPublisher.from_settings(client, settings, logger=quiet)
         traffic = DemoTraffic(publisher, rate=args.rate, seed=args.seed)
         try:

@@ -286,6 +286,38 @@ async def test_a_slow_consumer_recovers_from_retention_on_the_cluster(
     assert subscriber.stats.recoveries == 1
 
 
+async def test_a_slow_consumer_without_retention_is_told_of_the_gap_on_the_cluster(
+    cluster_client: RedisCluster,
+) -> None:
+    user = uuid.uuid4()
+    publisher = RedisSSEPublisher(cluster_client, raise_errors=True)
+    subscriber = RedisSSESubscriber(cluster_client, queue_size=5)
+    stream = subscriber.stream(user).__aiter__()
+    first = event(user, 0)
+    pending = asyncio.ensure_future(stream.__anext__())
+    await eventually(lambda: hub_for(cluster_client).status().subscriptions == 1)
+    assert await publisher.publish(first)
+    assert await pending == first
+    burst = [event(user, i) for i in range(1, 60)]
+    assert await publisher.publish_many(burst)
+    await eventually(lambda: subscriber.stats.dropped > 0)
+    before: list[SSEEvent] = []
+    while not isinstance(item := await asyncio.wait_for(stream.__anext__(), 5), StreamGap):
+        before.append(item)
+    assert item == StreamGap("lagged", before[-1].event_id if before else first.event_id)
+    after = event(user, 1000)
+    assert await publisher.publish(after)
+    later: list[SSEEvent] = []
+    while (got := await asyncio.wait_for(stream.__anext__(), 5)) != after:
+        later.append(got)  # burst messages still in flight when the gap was signalled
+    await stream.aclose()
+    # What was delivered is the burst in order, with a hole (the gap), then live again.
+    delivered = [e.event_id for e in before + later]
+    assert delivered == [e.event_id for e in burst if e.event_id in set(delivered)]
+    assert len(delivered) < len(burst)
+    assert subscriber.stats.lagged == 1
+
+
 async def test_discovery_and_history_scan_every_primary(
     redis_cluster: LocalCluster, cluster_client: RedisCluster
 ) -> None:
