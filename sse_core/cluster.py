@@ -65,7 +65,11 @@ async def node_for(client: RedisCluster, key: str) -> ClusterNode:
     return node
 
 
-async def execute_per_node(client: RedisCluster, calls: Sequence[NodeCall]) -> list[Any]:
+async def execute_per_node(
+    client: RedisCluster,
+    calls: Sequence[NodeCall],
+    redirected_as: Sequence[tuple[Any, ...]] | None = None,
+) -> list[Any]:
     """Results (or the error each call got) in ``calls`` order.
 
     Calls redirected because the topology moved under us (failover, slot migration) run again,
@@ -73,6 +77,8 @@ async def execute_per_node(client: RedisCluster, calls: Sequence[NodeCall]) -> l
     refreshes its slot map; they did not run where they were first sent, so none runs twice.
     If a node's connection fails, its calls get that error (which of them ran is unknown) and
     the slot map is refreshed for the next batch, as the client does for single commands.
+    ``redirected_as`` gives the command to re-run instead (``EVAL`` for ``EVALSHA``: a replica
+    promoted by a failover has never loaded the script).
     """
     await client.initialize()  # a no-op once the slot map is known
     groups: dict[str, tuple[ClusterNode, list[tuple[int, PipelineCommand]]]] = {}
@@ -100,7 +106,8 @@ async def execute_per_node(client: RedisCluster, calls: Sequence[NodeCall]) -> l
     for index, result in enumerate(results):
         if isinstance(result, REDIRECTED):
             try:
-                results[index] = await client.execute_command(*calls[index][1])
+                again = redirected_as[index] if redirected_as is not None else calls[index][1]
+                results[index] = await client.execute_command(*again)
             except Exception as exc:  # reported like the pipelined calls' errors
                 results[index] = exc
     return results
@@ -125,8 +132,14 @@ class ClusterBatcher(RedisBatcher):
             )
             for c in calls
         ]
+        redirected_as = [
+            ("EVAL", c.script.source, len(c.keys), *c.keys, *c.args)
+            if c.script is not None
+            else tuple(c.args)
+            for c in calls
+        ]
         try:
-            return await execute_per_node(self._cluster, commands)
+            return await execute_per_node(self._cluster, commands, redirected_as)
         except (*CONNECTION_ERRORS, RedisError) as exc:  # no slot map at all
             return [exc] * len(calls)
 

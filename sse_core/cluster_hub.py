@@ -465,7 +465,10 @@ class ClusterHub:
                     elif probe is not None:
                         link.probe_channel = probe
                         await link.send("SSUBSCRIBE", probe)
-            await self._place([ch for ch in self._orphans if ch in self._by_channel])
+            wanted = [ch for ch in self._orphans if ch in self._by_channel]
+            if not await self._settled(wanted):
+                return False
+            await self._place(wanted)
             self._orphans.intersection_update(self._by_channel)
             loop = asyncio.get_running_loop()
             confirms: list[asyncio.Future[None]] = []
@@ -483,6 +486,26 @@ class ClusterHub:
             self._stranded.clear()
             self._end_resync()
             return True
+
+    async def _settled(self, channels: Iterable[str]) -> bool:
+        """Whether every node the slot map names for ``channels`` still calls itself a primary.
+
+        Right after a failover a refreshed map can still name the demoted primary, which accepts
+        ``SSUBSCRIBE`` and the confirming ``PING`` as a replica, but misses the messages published
+        before its replication link to the new primary is up: subscribers would replay too
+        early and lose them. A remap therefore waits (with backoff) until the map is current.
+        """
+        nodes = {}
+        for ch in channels:
+            node = self._client.get_node_from_key(ch)
+            if node is not None:
+                nodes[node.name] = node
+        for node in nodes.values():
+            role = await self._client.execute_command("ROLE", target_nodes=node)
+            if _text(role[0]) != "master":
+                self._log.info("slot map names %s, now a replica; retrying", node.name)
+                return False
+        return True
 
     async def resynced(self) -> None:
         """Return once every channel is confirmed live again after the latest topology change."""

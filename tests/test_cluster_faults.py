@@ -125,9 +125,16 @@ async def test_primary_failover_under_live_traffic(
         redis_cluster, cluster_client, users, fault
     )
     try:
-        assert redis_cluster.owner_of(redis_cluster.keyslot(KEYS.broadcast_stream())) != victim
+        owner = redis_cluster.owner_of(redis_cluster.keyslot(KEYS.broadcast_stream()))
+        assert owner != victim
         assert publisher.stats.published > 100
+        assert publisher.stats.failed == 0  # redirected calls run as EVAL on the new primary
         await assert_exactly_retained(cluster_client, collectors, warm)
+        # The broadcast is read from the new primary, not from the demoted one (a stale slot
+        # map right after the failover still names it; the hub waits until the map is current).
+        hub = hub_for(cluster_client)
+        assert isinstance(hub, ClusterHub)
+        assert hub.carrier(KEYS.broadcast_channel()) == f"127.0.0.1:{owner.port}"
         # After the failover, new events still arrive (subscribers follow by themselves).
         fresh = [event(u, 10**6) for u in users]
         assert await publisher.publish_many(fresh)
