@@ -5,7 +5,7 @@ end (``RedisSSESubscriber.replay`` and ``get_missed_events``) and compare with t
 the same result: ``XRANGE - +`` of the whole stream, find the entry with that event id, decode
 what follows. Both return the same ``SSEEvent``s (checked). A raw ``XRANGE`` of the entries from
 the seek position (no decoding) is printed as the floor the issue quotes (~2 ms). Medians over
-interleaved repeats; the requirement is replay <= 1/20 of the full scan at 100k.
+interleaved repeats; the requirement is replay <= 1/100 of the full scan at 100k.
 
     python3 bench/core_replay.py [--sizes 1000,10000,100000] [--repeats 7] [--budget 120]
 """
@@ -42,7 +42,7 @@ from sse_core.subscriber import RedisSSESubscriber
 
 KEYS = SSEChannelKeys()
 MISSED = 1000
-REQUIRED_FRACTION = 1 / 20
+REQUIRED_FRACTION = 1 / 100
 FILL_BATCH = 1000
 
 
@@ -83,12 +83,20 @@ async def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--budget", type=float, default=120.0, help="seconds, whole script")
+    parser.add_argument(
+        "--python-parser", action="store_true", help="also the pure-Python parser (slow)"
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     budget = Budget(args.budget)
     with bench_server() as server:
         header("core replay: seek to Last-Event-ID vs full-stream scan", server)
-        async with client(server.url) as redis_client, client(server.url, "python") as slow:
+        # Generous read timeout: a 100k-entry full scan on a loaded machine can exceed 5 s.
+        slow_reads: dict[str, Any] = {"socket_timeout": 300}
+        async with (
+            client(server.url, **slow_reads) as redis_client,
+            client(server.url, "python", **slow_reads) as slow,
+        ):
             parsers = f"{await parser_in_use(redis_client)}, {await parser_in_use(slow)}"
             print(f"parsers in use: {parsers} (for the last line)")
             publisher = RedisSSEPublisher(
@@ -131,7 +139,7 @@ async def main() -> None:
                         raise RuntimeError("full scan returned the wrong events")
                     ms, _ = await timed(lambda: raw_seek(redis_client, last))  # noqa: B023
                     samples["raw"].append(ms)
-                    if size == sizes[-1]:  # the same, on a client with the pure-Python parser
+                    if args.python_parser and size == sizes[-1]:  # the pure-Python parser
                         ms, _ = await timed(lambda: slow_subscriber.replay(BENCH_USER, last))  # noqa: B023
                         samples["replay_py"].append(ms)
                         ms, _ = await timed(lambda: full_scan(slow, last))  # noqa: B023
@@ -142,7 +150,7 @@ async def main() -> None:
                 if size == sizes[-1]:
                     passed = fraction <= REQUIRED_FRACTION
                     ok = passed
-                    note = f"  (need <= 1/20: {verdict(passed)})"
+                    note = f"  (need <= 1/100: {verdict(passed)})"
                 print(
                     f"{retained:>9,} {missed:>7,} {m['replay']:>10.2f} {m['missed']:>11.2f} "
                     f"{m['scan']:>13.2f} {m['raw']:>11.2f} {'1/' + format(1 / fraction, '.0f'):>12}"
@@ -152,12 +160,13 @@ async def main() -> None:
                 f"(ms, medians of {args.repeats} repeats; 'raw XRANGE' = the entries from the "
                 "seek position, not decoded)"
             )
-            print(
-                f"pure-Python parser at {sizes[-1]:,}: replay {m['replay_py']:.2f} ms "
-                f"({m['replay_py'] / m['replay']:.2f}x hiredis), full scan {m['scan_py']:.2f} ms "
-                f"({m['scan_py'] / m['scan']:.2f}x hiredis)"
-            )
-        print(f"\nrequirement (replay <= 1/20 of a full scan at {sizes[-1]:,}): {verdict(ok)}")
+            if args.python_parser:
+                print(
+                    f"pure-Python parser at {sizes[-1]:,}: replay {m['replay_py']:.2f} ms "
+                    f"({m['replay_py'] / m['replay']:.2f}x hiredis), "
+                    f"full scan {m['scan_py']:.2f} ms ({m['scan_py'] / m['scan']:.2f}x hiredis)"
+                )
+        print(f"\nrequirement (replay <= 1/100 of a full scan at {sizes[-1]:,}): {verdict(ok)}")
 
 
 if __name__ == "__main__":
