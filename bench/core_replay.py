@@ -7,7 +7,7 @@ what follows. Both return the same ``SSEEvent``s (checked). A raw ``XRANGE`` of 
 the seek position (no decoding) is printed as the floor the issue quotes (~2 ms). Medians over
 interleaved repeats; the requirement is replay <= 1/100 of the full scan at 100k.
 
-    python3 bench/core_replay.py [--sizes 1000,10000,100000] [--repeats 7] [--budget 120]
+    python3 -m bench.core_replay [--sizes 1000,10000,100000] [--repeats 7] [--budget 120]
 """
 
 from __future__ import annotations
@@ -20,19 +20,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from _harness import (
+from redis.asyncio import Redis
+
+from bench._harness import (
     BENCH_USER,
     Budget,
     bench_server,
     client,
     header,
     median,
-    parser_in_use,
     sample_event,
     verdict,
 )
-from redis.asyncio import Redis
-
 from sse_core.codec import decode_fields
 from sse_core.events import SSEEvent
 from sse_core.ids import uuid7_time_ms
@@ -83,9 +82,6 @@ async def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--budget", type=float, default=120.0, help="seconds, whole script")
-    parser.add_argument(
-        "--python-parser", action="store_true", help="also the pure-Python parser (slow)"
-    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     budget = Budget(args.budget)
@@ -93,17 +89,11 @@ async def main() -> None:
         header("core replay: seek to Last-Event-ID vs full-stream scan", server)
         # Generous read timeout: a 100k-entry full scan on a loaded machine can exceed 5 s.
         slow_reads: dict[str, Any] = {"socket_timeout": 300}
-        async with (
-            client(server.url, **slow_reads) as redis_client,
-            client(server.url, "python", **slow_reads) as slow,
-        ):
-            parsers = f"{await parser_in_use(redis_client)}, {await parser_in_use(slow)}"
-            print(f"parsers in use: {parsers} (for the last line)")
+        async with client(server.url, **slow_reads) as redis_client:
             publisher = RedisSSEPublisher(
                 redis_client, enable_retention=True, retention_max_len=2 * sizes[-1]
             )
             subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
-            slow_subscriber = RedisSSESubscriber(slow, enable_retention=True)
             events: list[SSEEvent] = []
             print(
                 f"\n{'retained':>9} {'missed':>7} {'replay ms':>10} {'get_missed':>11} "
@@ -121,8 +111,6 @@ async def main() -> None:
                     "missed": [],
                     "scan": [],
                     "raw": [],
-                    "replay_py": [],
-                    "scan_py": [],
                 }
                 for repeat in range(args.repeats):
                     if repeat and budget.spent():
@@ -139,11 +127,6 @@ async def main() -> None:
                         raise RuntimeError("full scan returned the wrong events")
                     ms, _ = await timed(lambda: raw_seek(redis_client, last))  # noqa: B023
                     samples["raw"].append(ms)
-                    if args.python_parser and size == sizes[-1]:  # the pure-Python parser
-                        ms, _ = await timed(lambda: slow_subscriber.replay(BENCH_USER, last))  # noqa: B023
-                        samples["replay_py"].append(ms)
-                        ms, _ = await timed(lambda: full_scan(slow, last))  # noqa: B023
-                        samples["scan_py"].append(ms)
                 m = {name: median(values) for name, values in samples.items() if values}
                 fraction = m["replay"] / m["scan"]
                 note = ""
@@ -160,12 +143,6 @@ async def main() -> None:
                 f"(ms, medians of {args.repeats} repeats; 'raw XRANGE' = the entries from the "
                 "seek position, not decoded)"
             )
-            if args.python_parser:
-                print(
-                    f"pure-Python parser at {sizes[-1]:,}: replay {m['replay_py']:.2f} ms "
-                    f"({m['replay_py'] / m['replay']:.2f}x hiredis), "
-                    f"full scan {m['scan_py']:.2f} ms ({m['scan_py'] / m['scan']:.2f}x hiredis)"
-                )
         print(f"\nrequirement (replay <= 1/100 of a full scan at {sizes[-1]:,}): {verdict(ok)}")
 
 

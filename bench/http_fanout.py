@@ -15,7 +15,7 @@ Everything runs on 127.0.0.1: a throwaway redis-server, the server under test in
 asyncio sockets, so the client side stays cheap) and the publisher. Bounded: N connections,
 ``--broadcasts`` broadcasts, every wait has a deadline.
 
-    python3 bench/http_fanout.py [--connections 1000] [--broadcasts 40] [--naive-connections N]
+    python3 -m bench.http_fanout [--connections 1000] [--broadcasts 40] [--naive-connections N]
 
 The naive baseline holds one Redis connection per client, so it runs with at most
 ``--naive-connections`` (default: as many as the shared mode, capped at 2,000: redis-server
@@ -38,21 +38,17 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `tests` (the throwaway server) is not an installed package
+from redis.asyncio import Redis
+from tornado.iostream import StreamClosedError
+from tornado.web import Application, RequestHandler
 
-from redis.asyncio import Redis  # noqa: E402
-from tornado.iostream import StreamClosedError  # noqa: E402
-from tornado.web import Application, RequestHandler  # noqa: E402
-
-from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings  # noqa: E402
-from sse_core.codec import decode_payload  # noqa: E402
-from sse_core.http import SSE_HEADERS, EventStreamEndpoint, RequestRejected, TokenSigner  # noqa: E402
-from sse_core.http.tornado import event_routes  # noqa: E402
-from sse_core.keys import SSEChannelKeys  # noqa: E402
-from sse_core.wire import format_comment, format_retry  # noqa: E402
-from tests.support.redis_server import RedisServer, free_port  # noqa: E402
+from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
+from sse_core.codec import decode_payload
+from sse_core.http import SSE_HEADERS, EventStreamEndpoint, RequestRejected, TokenSigner
+from sse_core.http.tornado import event_routes
+from sse_core.keys import SSEChannelKeys
+from sse_core.wire import format_comment, format_retry
+from tests.support.redis_server import RedisServer, free_port
 
 SERVER_CLIENT_NAME = "bench-sse-server"
 SECRET = "bench-secret-" + "x" * 32
@@ -254,7 +250,17 @@ class Result:
 async def run_mode(mode: str, n: int, broadcasts: int, redis_url: str) -> Result:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        *[sys.executable, __file__, "--serve", mode, "--port", str(port), "--redis-url", redis_url],
+        *[
+            sys.executable,
+            "-m",
+            "bench.http_fanout",
+            "--serve",
+            mode,
+            "--port",
+            str(port),
+            "--redis-url",
+            redis_url,
+        ],
         stdout=asyncio.subprocess.PIPE,
     )
     admin = Redis.from_url(redis_url, decode_responses=True)

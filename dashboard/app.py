@@ -29,21 +29,17 @@ from redis.exceptions import RedisError
 from dashboard.backend import Backend
 from dashboard.controls import (
     UserPicker,
-    alert_text,
     format_category_query,
     hidden_alert,
     parse_category_query,
+    show_alert,
 )
 from dashboard.errors import install_exception_handler
 from dashboard.inspector import Inspector
-from dashboard.palette import CATEGORIES
 from dashboard.replay_panel import ReplayPanel
-from dashboard.state import LiveState
+from dashboard.state import CATEGORIES, LiveState
 from dashboard.views import LiveViews
-from sse_core.ids import parse_user_id
-from sse_core.registry import SSEEventType
-from sse_core.settings import SSESettings
-from sse_core.subscriber import RedisSSESubscriber
+from sse_core import RedisSSESubscriber, SSEEventType, SSESettings, parse_user_id
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +338,7 @@ class Dashboard(Viewer):
 
     def _apply_categories_to_widget(self) -> None:
         names, error = parse_category_query(self.categories)
-        self.category_alert.param.update(object=alert_text(error or ""), visible=error is not None)
+        show_alert(self.category_alert, error)
         if list(self.category_filter.value) != names:
             self.category_filter.value = names
 
@@ -439,7 +435,7 @@ class Dashboard(Viewer):
         except ValueError as exc:
             self.users.show_error(str(exc))
             return
-        self.users.clear_error()
+        self.users.show_error(None)
         names, _ = parse_category_query(self.categories)
         subscriber = self.backend.subscriber()
         self._subscriber = subscriber
@@ -510,9 +506,7 @@ class Dashboard(Viewer):
             text = "Pick a user in the sidebar (or open a link with ?user=<uuid>)."
         else:
             text = ""
-        text = alert_text(text)
-        if text != self.notice.object or bool(text) != self.notice.visible:
-            self.notice.param.update(object=text, visible=bool(text))
+        show_alert(self.notice, text)
 
     async def _refresh_users(self) -> None:
         try:

@@ -16,13 +16,16 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
+from dashboard.demo import DEMO_USERS, DemoTraffic
 from dashboard.telemetry import Telemetry
-from sse_core.connection import connect, redact_url
-from sse_core.demo import DEMO_USERS, DemoTraffic
-from sse_core.keys import SSEChannelKeys
-from sse_core.publisher import RedisSSEPublisher
-from sse_core.settings import SSESettings
-from sse_core.subscriber import RedisSSESubscriber
+from sse_core import (
+    RedisSSEPublisher,
+    RedisSSESubscriber,
+    SSEChannelKeys,
+    SSESettings,
+    connect,
+    redact_url,
+)
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from prometheus_client.registry import Collector
 from tornado.web import RequestHandler
 
 from dashboard.backend import Backend
-from sse_core.http.endpoint import EventStreamEndpoint
-from sse_core.hub import ConnectionState, SubscriptionHub
+from sse_core import ConnectionState, connection_status
+from sse_core.http import EventStreamEndpoint
 
 PREFIX = "ssewatch"
 
@@ -81,7 +81,7 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_dashboard_sessions", "Open dashboard views.", value=telemetry.sessions
         )
-        status = SubscriptionHub.for_client(self.backend.client).status()
+        status = connection_status(self.backend.client)
         yield GaugeMetricFamily(
             f"{PREFIX}_live_subscriptions",
             "Live subscriptions on the shared Redis pub/sub connection.",

@@ -22,10 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sse_core.categories import SSEEventCategory
-from sse_core.events import SSEEvent
-from sse_core.registry import FAILURE_TYPES, severity_of
-from sse_core.subscriber import StreamGap
+from sse_core import FAILURE_TYPES, SSEEvent, SSEEventCategory, StreamGap, severity_of
 
 Clock = Callable[[], float]
 

@@ -27,10 +27,13 @@ from dashboard.palette import CATEGORIES, CATEGORY_COLORS, category_color
 from dashboard.plain_text import plain
 from dashboard.state import Coverage, FeedRow, Frame, LiveState, RatePoint
 from dashboard.tables import ReadOnlyTabulator
-from sse_core.categories import SSEEventCategory
-from sse_core.hub import ConnectionState, ConnectionStatus
-from sse_core.registry import FAILURE_TYPES
-from sse_core.subscriber import SubscriberStats
+from sse_core import (
+    FAILURE_TYPES,
+    ConnectionState,
+    ConnectionStatus,
+    SSEEventCategory,
+    SubscriberStats,
+)
 
 NAMES: tuple[str, ...] = tuple(c.value for c in CATEGORIES)
 MUTED_TEXT = "#9fa7b3"

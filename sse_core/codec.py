@@ -24,6 +24,11 @@ from sse_core.events import SSEEvent
 RedisValue = bytes | str
 
 
+def as_text(value: RedisValue) -> str:
+    """A name Redis returned (key, channel, id) as text, whichever way the client decodes."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class MalformedEvent(ValueError):
     """A message or stream entry that is not a valid event, or an event that cannot be stored."""
 

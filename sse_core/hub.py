@@ -42,7 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sse_core.cancellation import checked
 from sse_core.categories import SSEEventCategory
-from sse_core.codec import MalformedEvent, decode_payload
+from sse_core.codec import MalformedEvent, as_text, decode_payload
 from sse_core.connection import pubsub_pool
 from sse_core.events import SSEEvent, matches_categories
 from sse_core.mailbox import RESYNC, Mailbox
@@ -102,8 +102,9 @@ class Subscription:
             self.stats.dropped += 1
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def reconnect_backoff() -> ExponentialWithJitterBackoff:
+    """The delays between reconnect attempts, for the hub and for subscribers alike."""
+    return ExponentialWithJitterBackoff(cap=10.0, base=0.05)
 
 
 def _is_pong(message: dict[str, Any]) -> bool:
@@ -147,7 +148,7 @@ class SubscriptionHub:
         self._pings: deque[asyncio.Future[None] | None] = deque()
         # Waiters whose PING was lost with a connection; released when the resync completes.
         self._stranded: list[asyncio.Future[None]] = []
-        self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+        self._backoff = reconnect_backoff()
         # Pending while a reconnect's resubscription is unconfirmed (see resynced()).
         self._resync: asyncio.Future[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -318,7 +319,7 @@ class SubscriptionHub:
             self.state = ConnectionState.RECONNECTING
             self._stranded.extend(f for f in self._pings if f is not None)
             self._pings.clear()
-            known = {_text(ch) for ch in pubsub.channels}
+            known = {as_text(ch) for ch in pubsub.channels}
             missing = [ch for ch in self._by_channel if ch not in known]
             # redis-py restores what it had subscribed, including channels whose UNSUBSCRIBE
             # was lost with the old connection.
@@ -367,7 +368,7 @@ class SubscriptionHub:
                 continue
             failures = 0
             if isinstance(response, list) and len(response) == 3 and response[0] in _MESSAGE:
-                self._dispatch(_text(response[1]), response[2])
+                self._dispatch(as_text(response[1]), response[2])
                 continue
             message = await pubsub.handle_message(response)
             if message is not None:
@@ -376,7 +377,7 @@ class SubscriptionHub:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "message":
-            self._dispatch(_text(message["channel"]), message["data"])
+            self._dispatch(as_text(message["channel"]), message["data"])
         elif _is_pong(message) and self._pings:
             self._on_pong(self._pings.popleft())
 
@@ -412,3 +413,9 @@ class SubscriptionHub:
         size = len(payload)
         for sub in subs:
             sub.offer(channel, event, size)
+
+
+def connection_status(redis_client: Redis) -> ConnectionStatus:
+    """State of the pub/sub connection every subscriber on ``redis_client`` shares (for status
+    displays and metrics); needs the running event loop the subscribers use."""
+    return SubscriptionHub.for_client(redis_client).status()

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
 from redis.asyncio import Redis
-from redis.backoff import ExponentialWithJitterBackoff
 
 from sse_core.cancellation import checked
 from sse_core.categories import SSEEventCategory, validate_categories
 from sse_core.events import SSEEvent
 from sse_core.handover import HandOver
-from sse_core.hub import CONNECTION_ERRORS, ConnectionStatus, Subscription, SubscriptionHub
-from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
+from sse_core.hub import (
+    CONNECTION_ERRORS,
+    ConnectionStatus,
+    Subscription,
+    SubscriptionHub,
+    reconnect_backoff,
+)
+from sse_core.ids import epoch_ms, parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
 from sse_core.replay import Position, Replay
@@ -99,7 +103,7 @@ class RedisSSESubscriber:
             self._count_malformed,
             ttl_ms=retention_ttl_seconds * 1000,
         )
-        self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+        self._backoff = reconnect_backoff()
 
     @classmethod
     def from_settings(
@@ -208,7 +212,7 @@ class RedisSSESubscriber:
         if last is not None:
             anchor_ms = uuid7_time_ms(last)
         else:
-            anchor_ms = since_ms if since_ms is not None else time.time_ns() // 1_000_000
+            anchor_ms = since_ms if since_ms is not None else epoch_ms()
         lasts: list[SSEEvent | None] = [None] * len(channels)
         latest: SSEEvent | None = None
         handover = HandOver()

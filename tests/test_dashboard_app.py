@@ -18,10 +18,10 @@ from fakeredis import FakeAsyncRedis
 from dashboard import Dashboard
 from dashboard.backend import Backend
 from dashboard.controls import UserPicker, format_category_query, parse_category_query
+from dashboard.demo import DEMO_USERS
 from dashboard.replay_panel import ReplayPanel
 from dashboard.views import render_category_counts, render_stats, render_status
 from sse_core.categories import SSEEventCategory
-from sse_core.demo import DEMO_USERS
 from sse_core.events import SSEEvent
 from sse_core.hub import ConnectionState, ConnectionStatus
 from sse_core.ids import uuid7

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from dashboard.demo import DEMO_USERS
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
-from sse_core.demo import DEMO_USERS
 from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.asgi import event_route, event_stream_view
 from tests.support.redis_server import free_port
