@@ -254,7 +254,7 @@ async def test_replay_is_incomplete_when_the_broadcast_stream_expired_meanwhile(
         await publisher.publish(_event(user))  # the user stream stays alive (and < 1 node)
         return not await redis_client.exists(broadcast_key)
 
-    await eventually(broadcast_expired, timeout=5)
+    await eventually(broadcast_expired, within=5)
     replay = await subscriber.replay(user, last.event_id)
     assert replay.events[0].event_type != "provider.disconnected"  # the broadcast is gone...
     assert replay.complete is False  # ...before the fix: True

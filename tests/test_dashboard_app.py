@@ -7,8 +7,6 @@ loop, consumes through sse_core on fakeredis, and stops on ``stop()``.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from uuid import UUID, uuid4
 
@@ -29,24 +27,12 @@ from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import EVENT_REGISTRY, SSEEventType
 from sse_core.replay import Replay
 from sse_core.subscriber import SubscriberStats
+from tests.support.polling import eventually
 
 T = TypeVar("T")
 TYPE_OF: dict[SSEEventCategory, SSEEventType] = {}
 for _event_type, _info in EVENT_REGISTRY.items():
     TYPE_OF.setdefault(_info.category, _event_type)
-
-
-async def eventually(probe: Callable[[], T | Awaitable[T]], what: str, within: float = 10) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def event(user: UUID, category: SSEEventCategory, **data: object) -> SSEEvent:
@@ -191,7 +177,7 @@ async def test_embedded_dashboard_is_alive_and_stops() -> None:
     try:
         assert dash.running
         assert dash.backend.demo_running
-        await eventually(lambda: dash.state.total > 0 and dash.updates > 0, "demo events")
+        await eventually(lambda: dash.state.total > 0 and dash.updates > 0, what="demo events")
     finally:
         await dash.aclose()
     assert not dash.backend.demo_running
@@ -204,11 +190,13 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
     dash = Dashboard(redis_client=fake_redis, user_id=first)
     try:
         assert not dash.backend.demo_running
-        await eventually(lambda: 'data-connection="connected"' in dash.views.status.object, "live")
+        await eventually(
+            lambda: 'data-connection="connected"' in dash.views.status.object, what="live"
+        )
         await publisher.publish_many(
             [event(first, SSEEventCategory.AI), event(first, SSEEventCategory.IMPORT)]
         )
-        await eventually(lambda: dash.state.total == 2, "two events")
+        await eventually(lambda: dash.state.total == 2, what="two events")
         old_task = dash._consumer
 
         dash.param.update(user=str(second), categories="import")
@@ -217,7 +205,7 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
         assert old_task.cancelled()
         assert dash.state.total == 0  # a fresh view for the new selection
         assert dash.category_filter.value == ["import"]
-        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, "one sub")
+        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, what="one sub")
         await publisher.publish_many(
             [
                 event(second, SSEEventCategory.AI),
@@ -225,7 +213,7 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
                 event(first, SSEEventCategory.IMPORT),
             ]
         )
-        await eventually(lambda: dash.state.total == 1, "the filtered event")
+        await eventually(lambda: dash.state.total == 1, what="the filtered event")
         await asyncio.sleep(0.3)
         assert dash.state.counts[SSEEventCategory.IMPORT] == 1
         assert dash.state.total == 1
@@ -241,16 +229,16 @@ async def test_pause_freezes_the_view_but_keeps_counting(fake_redis: FakeAsyncRe
     publisher = RedisSSEPublisher(fake_redis, enable_retention=True)
     dash = Dashboard(redis_client=fake_redis, user_id=user)
     try:
-        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, "sub")
+        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, what="sub")
         dash.pause.value = True
         assert dash.paused
         assert dash.pause.label == "Resume"
         await publisher.publish_many([event(user, SSEEventCategory.SECURITY) for _ in range(3)])
-        await eventually(lambda: dash.state.total == 3, "counted while paused")
+        await eventually(lambda: dash.state.total == 3, what="counted while paused")
         await asyncio.sleep(0.3)
         assert len(dash.views.feed.table.value) == 0  # the view did not move
         dash.pause.value = False
-        await eventually(lambda: len(dash.views.feed.table.value) == 3, "the view catching up")
+        await eventually(lambda: len(dash.views.feed.table.value) == 3, what="the view catching up")
         assert 'data-category="security" data-count="3"' in dash.views.category_counts.object
     finally:
         await dash.aclose()

@@ -23,8 +23,9 @@ from dashboard.demo import DEMO_USERS
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.asgi import event_route, event_stream_view
+from tests.support.polling import eventually
 from tests.support.redis_server import free_port
-from tests.support.sse_http import channel_subscribers, hub_subscriptions, new_secret, wait_until
+from tests.support.sse_http import channel_subscribers, hub_subscriptions, new_secret
 
 pytestmark = pytest.mark.redis
 
@@ -44,7 +45,7 @@ async def uvicorn_app(app: Any) -> AsyncIterator[str]:
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
     task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started or task.done(), what="uvicorn start")
+    await eventually(lambda: server.started or task.done(), what="uvicorn start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -76,7 +77,7 @@ async def test_events_are_streamed_with_sse_headers(redis: Redis) -> None:
         assert source.response.headers["content-type"].startswith("text/event-stream")
         assert source.response.headers["cache-control"] == "no-cache"
         assert source.response.headers["x-accel-buffering"] == "no"
-        await wait_until(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
+        await eventually(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
         await publisher.publish_many(events)
         got = []
         async for sse in source.aiter_sse():
@@ -130,9 +131,9 @@ async def test_disconnect_releases_the_subscription_without_waiting_for_a_write(
         async with httpx.AsyncClient(timeout=10) as client:
             request = client.build_request("GET", f"{base}/events", headers=auth())
             response = await client.send(request, stream=True)
-            await wait_until(lambda: hub_subscriptions(redis) == 1, what="subscription")
+            await eventually(lambda: hub_subscriptions(redis) == 1, what="subscription")
             await response.aclose()
-        await wait_until(lambda: hub_subscriptions(redis) == 0, within=5, what="release")
+        await eventually(lambda: hub_subscriptions(redis) == 0, within=5, what="release")
         assert endpoint.active_streams == 0
         assert await channel_subscribers(redis, ALICE) == 0
 
@@ -172,7 +173,7 @@ async def test_the_documented_example_runs_and_streams_demo_events() -> None:
                 except httpx.TransportError:
                     return proc.returncode is not None
 
-            await wait_until(up, within=20, what="example server")
+            await eventually(up, within=20, what="example server")
             assert proc.returncode is None, "the example exited early"
             async with aconnect_sse(client, "GET", url) as source:
                 async for sse in source.aiter_sse():

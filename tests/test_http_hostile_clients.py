@@ -34,13 +34,13 @@ from sse_core.http.request import RequestRejected, check_stream_request
 from sse_core.http.tornado import event_routes
 from sse_core.subscriber import RedisSSESubscriber
 from tests.support.dashboard import DashboardProcess
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.sse_http import (
     channel_subscribers,
     hub_subscriptions,
     new_secret,
     tornado_server,
-    wait_until,
 )
 from tests.support.stuck_client import events_request, read_to_eof, stuck_client
 
@@ -90,7 +90,7 @@ async def asgi_endpoint(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")
     )
     task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started or task.done(), what="uvicorn start")
+    await eventually(lambda: server.started or task.done(), what="uvicorn start")
     try:
         yield port, endpoint
     finally:
@@ -126,7 +126,7 @@ async def test_a_client_that_stops_reading_is_closed_after_the_send_timeout(
     async with ADAPTERS[adapter](redis, settings()) as (port, endpoint):
         sock = await stuck_client(port, events_request(port, token()))
         try:
-            await wait_until(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
+            await eventually(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
 
             async def released() -> bool:
                 return endpoint.active_streams == 0 and hub_subscriptions(redis) == 0
@@ -159,8 +159,8 @@ async def test_others_keep_receiving_while_one_client_is_stuck(redis: Redis) -> 
     ):
         sock = await stuck_client(port, events_request(port, token()))
         try:
-            await wait_until(lambda: channel_subscribers(redis, ALICE), what="ALICE subscribed")
-            await wait_until(lambda: channel_subscribers(redis, BOB), what="BOB subscribed")
+            await eventually(lambda: channel_subscribers(redis, ALICE), what="ALICE subscribed")
+            await eventually(lambda: channel_subscribers(redis, BOB), what="BOB subscribed")
             for n in range(60):  # ALICE's buffers fill up after a few of these
                 await publisher.publish(big_event(n))
             bobs = [
@@ -192,11 +192,11 @@ async def test_a_stuck_stream_closes_when_its_token_expires(redis: Redis, adapte
     async with ADAPTERS[adapter](redis, conf) as (port, endpoint):
         sock = await stuck_client(port, events_request(port, short))
         try:
-            await wait_until(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
+            await eventually(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
             started = time.monotonic()
             for n in range(60):  # blocks the server's write well before the token expires
                 await publisher.publish(big_event(n))
-            await wait_until(
+            await eventually(
                 lambda: endpoint.active_streams == 0 and hub_subscriptions(redis) == 0,
                 within=20,
                 what="the expired stream to close",
@@ -217,10 +217,10 @@ async def test_a_connections_queue_is_bounded_in_bytes(redis: Redis) -> None:
     events = [big_event(n) for n in range(30)]  # ~1.9 MB, 30 events
     stream = subscriber.stream(ALICE)
     first = asyncio.ensure_future(anext(stream))
-    await wait_until(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
+    await eventually(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
     await publisher.publish_many(events)
     got = [await asyncio.wait_for(first, 10)]
-    await wait_until(lambda: subscriber.stats.dropped > 0, what="the byte bound to drop")
+    await eventually(lambda: subscriber.stats.dropped > 0, what="the byte bound to drop")
     try:
         while len(got) < len(events):
             got.append(await asyncio.wait_for(anext(stream), 10))

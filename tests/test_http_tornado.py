@@ -23,6 +23,7 @@ from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.request import redact_token
 from sse_core.http.tornado import event_routes
+from tests.support.polling import eventually
 from tests.support.sse_http import (
     as_received,
     as_sent,
@@ -30,7 +31,6 @@ from tests.support.sse_http import (
     hub_subscriptions,
     new_secret,
     tornado_server,
-    wait_until,
 )
 
 pytestmark = pytest.mark.redis
@@ -88,8 +88,8 @@ async def take(source: AsyncIterator[ServerSentEvent], count: int) -> list[Serve
 
 async def live(redis: Redis, user: UUID = ALICE, count: int = 1) -> None:
     """Wait until Redis itself reports the endpoint subscribed (publishing is then safe)."""
-    await wait_until(lambda: channel_subscribers(redis, user), what="SUBSCRIBE")
-    await wait_until(lambda: hub_subscriptions(redis) >= count, what="hub subscription")
+    await eventually(lambda: channel_subscribers(redis, user), what="SUBSCRIBE")
+    await eventually(lambda: hub_subscriptions(redis) >= count, what="hub subscription")
 
 
 async def test_stream_starts_with_retry_then_delivers_live_events(
@@ -368,11 +368,11 @@ async def test_client_disconnect_releases_the_subscription_promptly(redis: Redis
                 )
                 for u in (ALICE, BOB, ALICE)
             ]
-            await wait_until(lambda: hub_subscriptions(redis) == 3, what="3 subscriptions")
+            await eventually(lambda: hub_subscriptions(redis) == 3, what="3 subscriptions")
             assert endpoint.active_streams == 3
             await streams[0].aclose()
         # The hub forgets a subscription first; the stream's own teardown ends a moment later.
-        await wait_until(
+        await eventually(
             lambda: hub_subscriptions(redis) == 0 and endpoint.active_streams == 0,
             within=5,
             what="release",
