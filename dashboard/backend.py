@@ -84,8 +84,8 @@ class Backend:
 
     @property
     def user_names(self) -> dict[UUID, str]:
-        """Display names for users we know (the demo's)."""
-        return dict(DEMO_NAMES)
+        """Display names of users this process knows by name: the demo's, when it runs."""
+        return dict(DEMO_NAMES) if self.demo else {}
 
     def subscriber(self) -> RedisSSESubscriber:
         return RedisSSESubscriber.from_settings(self.client, self.settings)
@@ -106,7 +106,7 @@ class Backend:
         return list(await asyncio.shield(self._users_scan))
 
     async def _scan_users(self) -> list[UUID]:
-        found = await self.subscriber().retention.users()
+        found = await self.subscriber().retained_users()
         self._users, self._users_at = found[:MAX_LISTED_USERS], time.monotonic()
         return self._users
 

@@ -177,6 +177,10 @@ class RedisSSESubscriber:
     def _count_malformed(self) -> None:
         self.stats.malformed += 1
 
+    async def retained_users(self) -> list[UUID]:
+        """Users that have retained events (``SCAN``, never ``KEYS``): who there is to watch."""
+        return await self.retention.users()
+
     def connection_status(self) -> ConnectionStatus:
         """State of the shared pub/sub connection (for status displays)."""
         return SubscriptionHub.for_client(self._redis, self._log).status()

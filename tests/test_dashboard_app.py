@@ -21,7 +21,7 @@ from dashboard.replay_panel import ReplayPanel
 from dashboard.views import render_category_counts, render_stats, render_status
 from sse_core.categories import SSEEventCategory
 from sse_core.events import SSEEvent
-from sse_core.hub import ConnectionState, ConnectionStatus
+from sse_core.hub import ConnectionState, ConnectionStatus, connection_status
 from sse_core.ids import uuid7
 from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import EVENT_REGISTRY, SSEEventType
@@ -197,7 +197,7 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
             [event(first, SSEEventCategory.AI), event(first, SSEEventCategory.IMPORT)]
         )
         await eventually(lambda: dash.state.total == 2, what="two events")
-        old_task = dash._consumer
+        old_task = dash.live._consumer
 
         dash.param.update(user=str(second), categories="import")
         assert old_task is not None
@@ -205,7 +205,9 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
         assert old_task.cancelled()
         assert dash.state.total == 0  # a fresh view for the new selection
         assert dash.category_filter.value == ["import"]
-        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, what="one sub")
+        await eventually(
+            lambda: connection_status(dash.backend.client).subscriptions == 1, what="one sub"
+        )
         await publisher.publish_many(
             [
                 event(second, SSEEventCategory.AI),
@@ -221,7 +223,7 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
         assert list(rows["category"]) == ["import"]
     finally:
         await dash.aclose()
-    assert dash._probe.connection_status().subscriptions == 0
+    assert connection_status(dash.backend.client).subscriptions == 0
 
 
 async def test_pause_freezes_the_view_but_keeps_counting(fake_redis: FakeAsyncRedis) -> None:
@@ -229,7 +231,9 @@ async def test_pause_freezes_the_view_but_keeps_counting(fake_redis: FakeAsyncRe
     publisher = RedisSSEPublisher(fake_redis, enable_retention=True)
     dash = Dashboard(redis_client=fake_redis, user_id=user)
     try:
-        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, what="sub")
+        await eventually(
+            lambda: connection_status(dash.backend.client).subscriptions == 1, what="sub"
+        )
         dash.pause.value = True
         assert dash.paused
         assert dash.pause.label == "Resume"
