@@ -272,11 +272,6 @@ async def main() -> None:
         f"{coalesced / uncoalesced:.2f}x"
     )
     print(
-        "hiredis speed-up: publish "
-        f"{by_name['publish'] / by_name['publish, python parser']:.2f}x, publish_many x100 "
-        f"{by_name['publish_many x100'] / by_name['publish_many x100, python parser']:.2f}x"
-    )
-    print(
         f"\nrequirements (publish >= 2.2x, publish_many >= 8x, {TASKS} tasks >= 10x): {verdict(ok)}"
     )
 
