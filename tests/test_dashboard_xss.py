@@ -46,15 +46,6 @@ def dashboard_server(
         server.stop()
 
 
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 class Watched:
     """A page whose dialogs and script errors are recorded (a dialog is dismissed at once)."""
 

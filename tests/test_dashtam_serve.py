@@ -45,15 +45,6 @@ async def dashboard(redis_server: RedisServer) -> AsyncIterator[str]:
         await asyncio.wait_for(proc.wait(), 15)
 
 
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def subscribed(redis: Redis, user: UUID) -> bool:
     [(_, count)] = await redis.pubsub_numsub(f"sse:user:{user}")
     return int(count) > 0
