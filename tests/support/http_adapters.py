@@ -42,8 +42,11 @@ async def uvicorn_app(app: Any) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        # Close what is still open instead of waiting for it (as Tornado's close_all_connections
+        # does): a client that stopped reading never ends its response.
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        server.force_exit = True
+        await asyncio.wait_for(task, 15)
 
 
 @asynccontextmanager
