@@ -26,7 +26,6 @@ from sse_core import (
 from sse_core.mailbox import OVERFLOW, RESYNC, Mailbox
 from tests.support.streams import Collector, eventually, wait_subscribed
 
-pytestmark = pytest.mark.redis
 KEYS = SSEChannelKeys()
 
 
@@ -49,12 +48,14 @@ async def _live(client: Redis, subscriber: RedisSSESubscriber, user: UUID, **kw:
 # -- live delivery and filtering -----------------------------------------------------------------
 
 
+@pytest.mark.redis
 async def test_adapters_satisfy_the_protocols(redis_client: Redis) -> None:
     publisher, subscriber = _pair(redis_client)
     assert isinstance(subscriber, SSESubscriberProtocol)
     assert isinstance(publisher, SSEPublisherProtocol)
 
 
+@pytest.mark.redis
 async def test_subscribe_yields_own_and_broadcast_events_in_order(redis_client: Redis) -> None:
     publisher, subscriber = _pair(redis_client)
     alice, bob = uuid4(), uuid4()
@@ -70,6 +71,7 @@ async def test_subscribe_yields_own_and_broadcast_events_in_order(redis_client: 
     await collector.stop()
 
 
+@pytest.mark.redis
 async def test_category_filter_and_publish_to_users(redis_client: Redis) -> None:
     publisher, subscriber = _pair(redis_client)
     user, other = uuid4(), uuid4()
@@ -83,6 +85,7 @@ async def test_category_filter_and_publish_to_users(redis_client: Redis) -> None
     await collector.stop()
 
 
+@pytest.mark.redis
 async def test_subscribe_cleans_up_when_cancelled(redis_client: Redis) -> None:
     _, subscriber = _pair(redis_client)
     user = uuid4()
@@ -94,6 +97,7 @@ async def test_subscribe_cleans_up_when_cancelled(redis_client: Redis) -> None:
     assert subscriber.connection_status().subscriptions == 0
 
 
+@pytest.mark.redis
 async def test_invalid_input_raises_value_error_before_subscribing(redis_client: Redis) -> None:
     _, subscriber = _pair(redis_client)
     with pytest.raises(ValueError, match="valid categories are"):
@@ -132,6 +136,7 @@ async def test_mailbox_signals_are_never_dropped_and_wake_the_consumer() -> None
         Mailbox(0)
 
 
+@pytest.mark.redis
 async def test_slow_consumer_is_caught_up_from_retention(redis_client: Redis) -> None:
     publisher = RedisSSEPublisher(redis_client, enable_retention=True)
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True, queue_size=10)
@@ -152,6 +157,7 @@ async def test_slow_consumer_is_caught_up_from_retention(redis_client: Redis) ->
     await stream.aclose()
 
 
+@pytest.mark.redis
 async def test_slow_consumer_without_retention_is_told(redis_client: Redis) -> None:
     publisher = RedisSSEPublisher(redis_client)
     subscriber = RedisSSESubscriber(redis_client, queue_size=5)
@@ -172,6 +178,7 @@ async def test_slow_consumer_without_retention_is_told(redis_client: Redis) -> N
     assert subscriber.stats.lagged == 1
 
 
+@pytest.mark.redis
 async def test_overflow_after_a_stored_foreign_id_is_recovered(redis_client: Redis) -> None:
     """Regression (second read of the core): recovering from an overflow after a stored event
     whose id is not a UUIDv7 (another producer's) ended the stream."""
@@ -210,6 +217,7 @@ async def test_overflow_after_a_stored_foreign_id_is_recovered(redis_client: Red
 # -- malformed messages --------------------------------------------------------------------------
 
 
+@pytest.mark.redis
 async def test_malformed_messages_are_skipped_and_counted(redis_client: Redis) -> None:
     publisher, subscriber = _pair(redis_client)
     user = uuid4()
