@@ -370,8 +370,8 @@ class Dashboard(Viewer):
     def _flush(self) -> None:
         """Drain the state and apply ONE batched update; the only place Bokeh models change."""
         state = self.live.state
-        frame = state.drain()
-        self._telemetry.count_delivered(frame.added)
+        tick = state.drain()
+        self._telemetry.count_delivered(tick.added)
         subscriber = self.live.subscriber
         status = connection_status(self.backend.client)
         full = state is not self._shown
@@ -379,7 +379,7 @@ class Dashboard(Viewer):
             self.views.show_status(self.backend.label, status)
             self._show_notice(status.state.value)
             self.views.apply(
-                frame,
+                tick,
                 state,
                 subscriber.stats if subscriber else None,
                 full=full,
@@ -389,7 +389,7 @@ class Dashboard(Viewer):
             )
             if not self.paused:
                 self._shown = state
-                self.replay.offer_newest(frame.newest_event_id)
+                self.replay.offer_newest(tick.newest_event_id)
         self.updates += 1
 
     def _show_notice(self, connection: str) -> None:

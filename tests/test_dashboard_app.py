@@ -90,9 +90,9 @@ def test_user_picker_lists_named_users_first_and_never_picks_by_itself() -> None
 
 
 def test_stats_render_exact_values_and_warn_on_losses() -> None:
-    from dashboard.state import Frame
+    from dashboard.state import Tick
 
-    frame = Frame(
+    tick = Tick(
         changed=True,
         total=12345,
         counts={},
@@ -103,7 +103,7 @@ def test_stats_render_exact_values_and_warn_on_losses() -> None:
         newest_event_id=None,
         gaps=0,
     )
-    html = render_stats(frame, SubscriberStats(malformed=2, dropped=0), paused=True)
+    html = render_stats(tick, SubscriberStats(malformed=2, dropped=0), paused=True)
     assert '<span class="number">12,345</span>' in html
     assert "4,321.1" in html
     assert "1.2 min" in html
