@@ -5,15 +5,7 @@ Every figure is printed next to a baseline measured in the same run, because the
 shared and noisy: only ratios between neighbouring measurements mean anything.
 """
 
-# ruff: noqa: E402  (the repo root goes on sys.path before anything of ours is imported)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Measure this checkout: `sse_core` and `tests` from the repo root, whatever is pip-installed.
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import asyncio
 import datetime as dt
@@ -24,10 +16,12 @@ import platform
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -35,7 +29,6 @@ import hiredis
 import pydantic
 import redis
 import redis.utils
-from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 from redis.asyncio import Redis
 
 import sse_core
@@ -48,8 +41,8 @@ from tests.support.redis_server import RedisServer
 PAYLOAD_BYTES = 300
 BENCH_USER = UUID("5f0c3b7e-2a61-4d8b-9c4e-7a1d2e3f4b5c")
 
-# Which reply parser a client uses: hiredis (the `fast` extra) or redis-py's pure-Python one.
-PARSERS: dict[str, type[Any]] = {"hiredis": _AsyncHiredisParser, "python": _AsyncRESP2Parser}
+# The checkout measured: run the scripts from the repo root as `python3 -m bench.<name>`.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
@@ -81,19 +74,8 @@ def redis_cli(server: RedisServer, *args: str) -> str:
     return result.stdout.strip()
 
 
-def client(url: str, parser: str = "hiredis", **kwargs: Any) -> Redis:
-    return Redis.from_url(url, parser_class=PARSERS[parser], **kwargs)
-
-
-async def parser_in_use(redis_client: Redis) -> str:
-    """The parser class of a real connection of ``redis_client`` (proof, not configuration)."""
-    pool = redis_client.connection_pool
-    conn = await pool.get_connection()
-    try:
-        await conn.connect()
-        return type(conn._parser).__name__
-    finally:
-        await pool.release(conn)
+def client(url: str, **kwargs: Any) -> Redis:
+    return Redis.from_url(url, **kwargs)
 
 
 def sample_event(i: int, size: int = PAYLOAD_BYTES, user_id: UUID = BENCH_USER) -> SSEEvent:

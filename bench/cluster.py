@@ -17,7 +17,7 @@ per-repeat ratios (the two back ends measured back to back, order alternating). 
 machine a cluster cannot be faster (6 servers share 2 cores): the ratios show the client-side
 cost of sharding, not the capacity a real cluster adds.
 
-    python3 bench/cluster.py [--events 3000] [--repeats 5] [--budget 240]
+    python3 -m bench.cluster [--events 3000] [--repeats 5] [--budget 240]
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-from _harness import Budget, bench_server, header, median, sample_event, spread
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from bench._harness import Budget, bench_server, header, median, sample_event, spread
 from sse_core.connection import RedisClient
 from sse_core.events import SSEEvent
 from sse_core.publisher import RedisSSEPublisher

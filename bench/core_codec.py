@@ -11,7 +11,7 @@ next to the alternatives someone would try, on the same ~300-byte sample event:
 * publish encodes: ``encode_event`` (both stored forms, the payload parsed back: the codec's
   rule) vs the same without the check (before #9), ``json.dumps(to_dict())`` and ``orjson.dumps``.
 
-    python3 bench/core_codec.py [--number 20000] [--repeats 5]
+    python3 -m bench.core_codec [--number 20000] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic_core
-from _harness import checkout, sample_event
 from pydantic import ValidationError
 
+from bench._harness import checkout, sample_event
 from sse_core.codec import (
     MalformedEvent,
     decode_fields,

@@ -12,7 +12,7 @@ consumer takes the clock again when the event reaches it. Four pairings separate
 Percentiles are per repeat (the first 100 events of each are a warm-up and are dropped); the
 table shows their medians over repeats.
 
-    python3 bench/core_latency.py [--events 2000] [--rate 1000] [--repeats 5] [--budget 90]
+    python3 -m bench.core_latency [--events 2000] [--rate 1000] [--repeats 5] [--budget 90]
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from _harness import (
+from redis.asyncio import Redis
+
+from bench._harness import (
     BENCH_USER,
     Budget,
     PublisherProcess,
@@ -33,12 +35,9 @@ from _harness import (
     client,
     header,
     median,
-    parser_in_use,
     percentile,
     sample_event,
 )
-from redis.asyncio import Redis
-
 from sse_core.codec import encode_payload
 from sse_core.keys import SSEChannelKeys
 from sse_core.subscriber import RedisSSESubscriber
@@ -121,8 +120,6 @@ async def main() -> None:
     ]
     with bench_server() as server:
         header("core latency: publish -> yield at a steady rate", server)
-        async with client(server.url) as probe:
-            print(f"parser in use: {await parser_in_use(probe)}")
         print(
             f"{args.rate:,.0f} events/s, {args.events:,} events per repeat "
             f"(first {WARM_UP_EVENTS} dropped), publisher in a separate process"

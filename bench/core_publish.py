@@ -8,7 +8,7 @@ events/s, medians over interleaved repeats. "N tasks" paths run N publishing tas
 one client (as request handlers would), for 100 users. Requirements: publish >= 2.2x,
 publish_many >= 8x, 500 concurrent tasks >= 10x.
 
-    python3 bench/core_publish.py [--events 3000] [--repeats 5] [--budget 150]
+    python3 -m bench.core_publish [--events 3000] [--repeats 5] [--budget 150]
 """
 
 from __future__ import annotations
@@ -22,21 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from _harness import (
+from redis.asyncio import Redis
+
+from bench._harness import (
     BENCH_USER,
     Budget,
     bench_server,
     client,
     header,
     median,
-    parser_in_use,
     percentile,
     sample_event,
     spread,
     verdict,
 )
-from redis.asyncio import Redis
-
 from sse_core.codec import encode_event, encode_fields, encode_payload
 from sse_core.events import SSEEvent
 from sse_core.keys import SSEChannelKeys
@@ -62,14 +61,13 @@ Publish = Callable[[Sequence[SSEEvent]], Awaitable[None]]
 class Candidate:
     name: str
     make: Callable[[Redis], Publish]
-    parser: str = "hiredis"
     client_options: dict[str, Any] = field(default_factory=dict)
     baseline: str = ""  # name of the baseline to pair with; default: the one on the same client
 
     @property
     def client_key(self) -> str:
         """Candidates compare with the baseline measured on the same kind of client."""
-        return f"{self.parser} {sorted(self.client_options.items())}"
+        return str(sorted(self.client_options.items()))
 
     retains: bool = True
     rates: list[float] = field(default_factory=list)
@@ -168,7 +166,7 @@ def batched(size: int) -> Callable[[Redis], Publish]:
 
 
 async def measure(url: str, path: Candidate, events: Sequence[SSEEvent]) -> float:
-    async with client(url, path.parser, **path.client_options) as redis_client:
+    async with client(url, **path.client_options) as redis_client:
         await redis_client.flushall()
         run = path.make(redis_client)
         mark = len(path.latencies) if path.latencies is not None else 0
@@ -211,9 +209,6 @@ async def main() -> None:
             **BIG_POOL,
         ),
         Candidate("publish, retention off", single(retention=False), retains=False),
-        Candidate("3 round trips, python parser", three_round_trips, "python"),
-        Candidate("publish, python parser", single(retention=True), "python"),
-        Candidate("publish_many x100, python parser", batched(100), "python"),
         Candidate("3 round trips, no socket_timeout", three_round_trips, **NO_TIMEOUT),
         Candidate("publish, no socket_timeout", single(retention=True), **NO_TIMEOUT),
         Candidate("publish_many x100, no socket_timeout", batched(100), **NO_TIMEOUT),
@@ -224,8 +219,6 @@ async def main() -> None:
     many_users = [sample_event(i, user_id=users[i % USERS]) for i in range(args.events * 10)]
     with bench_server() as server:
         header("core publish: retention in one round trip vs PUBLISH + XADD + EXPIRE", server)
-        async with client(server.url) as probe:
-            print(f"parser in use by default clients: {await parser_in_use(probe)}")
         print(
             f"retention MAXLEN ~{MAX_LEN}, TTL {TTL_SECONDS}s; payload "
             f"{len(encode_payload(single_events[0]))} bytes; {args.events:,} events per repeat "
@@ -277,11 +270,6 @@ async def main() -> None:
     print(
         f"publish, {TASKS} tasks vs 3 round trips with {TASKS} tasks on a pool of {TASKS}: "
         f"{coalesced / uncoalesced:.2f}x"
-    )
-    print(
-        "hiredis speed-up: publish "
-        f"{by_name['publish'] / by_name['publish, python parser']:.2f}x, publish_many x100 "
-        f"{by_name['publish_many x100'] / by_name['publish_many x100, python parser']:.2f}x"
     )
     print(
         f"\nrequirements (publish >= 2.2x, publish_many >= 8x, {TASKS} tasks >= 10x): {verdict(ok)}"

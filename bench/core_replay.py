@@ -5,9 +5,9 @@ end (``RedisSSESubscriber.replay`` and ``get_missed_events``) and compare with t
 the same result: ``XRANGE - +`` of the whole stream, find the entry with that event id, decode
 what follows. Both return the same ``SSEEvent``s (checked). A raw ``XRANGE`` of the entries from
 the seek position (no decoding) is printed as the floor the issue quotes (~2 ms). Medians over
-interleaved repeats; the requirement is replay <= 1/20 of the full scan at 100k.
+interleaved repeats; the requirement is replay <= 1/100 of the full scan at 100k.
 
-    python3 bench/core_replay.py [--sizes 1000,10000,100000] [--repeats 7] [--budget 120]
+    python3 -m bench.core_replay [--sizes 1000,10000,100000] [--repeats 7] [--budget 120]
 """
 
 from __future__ import annotations
@@ -20,19 +20,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from _harness import (
+from redis.asyncio import Redis
+
+from bench._harness import (
     BENCH_USER,
     Budget,
     bench_server,
     client,
     header,
     median,
-    parser_in_use,
     sample_event,
     verdict,
 )
-from redis.asyncio import Redis
-
 from sse_core.codec import decode_fields
 from sse_core.events import SSEEvent
 from sse_core.ids import uuid7_time_ms
@@ -42,7 +41,7 @@ from sse_core.subscriber import RedisSSESubscriber
 
 KEYS = SSEChannelKeys()
 MISSED = 1000
-REQUIRED_FRACTION = 1 / 20
+REQUIRED_FRACTION = 1 / 100
 FILL_BATCH = 1000
 
 
@@ -88,14 +87,13 @@ async def main() -> None:
     budget = Budget(args.budget)
     with bench_server() as server:
         header("core replay: seek to Last-Event-ID vs full-stream scan", server)
-        async with client(server.url) as redis_client, client(server.url, "python") as slow:
-            parsers = f"{await parser_in_use(redis_client)}, {await parser_in_use(slow)}"
-            print(f"parsers in use: {parsers} (for the last line)")
+        # Generous read timeout: a 100k-entry full scan on a loaded machine can exceed 5 s.
+        slow_reads: dict[str, Any] = {"socket_timeout": 300}
+        async with client(server.url, **slow_reads) as redis_client:
             publisher = RedisSSEPublisher(
                 redis_client, enable_retention=True, retention_max_len=2 * sizes[-1]
             )
             subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
-            slow_subscriber = RedisSSESubscriber(slow, enable_retention=True)
             events: list[SSEEvent] = []
             print(
                 f"\n{'retained':>9} {'missed':>7} {'replay ms':>10} {'get_missed':>11} "
@@ -113,8 +111,6 @@ async def main() -> None:
                     "missed": [],
                     "scan": [],
                     "raw": [],
-                    "replay_py": [],
-                    "scan_py": [],
                 }
                 for repeat in range(args.repeats):
                     if repeat and budget.spent():
@@ -131,18 +127,13 @@ async def main() -> None:
                         raise RuntimeError("full scan returned the wrong events")
                     ms, _ = await timed(lambda: raw_seek(redis_client, last))  # noqa: B023
                     samples["raw"].append(ms)
-                    if size == sizes[-1]:  # the same, on a client with the pure-Python parser
-                        ms, _ = await timed(lambda: slow_subscriber.replay(BENCH_USER, last))  # noqa: B023
-                        samples["replay_py"].append(ms)
-                        ms, _ = await timed(lambda: full_scan(slow, last))  # noqa: B023
-                        samples["scan_py"].append(ms)
                 m = {name: median(values) for name, values in samples.items() if values}
                 fraction = m["replay"] / m["scan"]
                 note = ""
                 if size == sizes[-1]:
                     passed = fraction <= REQUIRED_FRACTION
                     ok = passed
-                    note = f"  (need <= 1/20: {verdict(passed)})"
+                    note = f"  (need <= 1/100: {verdict(passed)})"
                 print(
                     f"{retained:>9,} {missed:>7,} {m['replay']:>10.2f} {m['missed']:>11.2f} "
                     f"{m['scan']:>13.2f} {m['raw']:>11.2f} {'1/' + format(1 / fraction, '.0f'):>12}"
@@ -152,12 +143,7 @@ async def main() -> None:
                 f"(ms, medians of {args.repeats} repeats; 'raw XRANGE' = the entries from the "
                 "seek position, not decoded)"
             )
-            print(
-                f"pure-Python parser at {sizes[-1]:,}: replay {m['replay_py']:.2f} ms "
-                f"({m['replay_py'] / m['replay']:.2f}x hiredis), full scan {m['scan_py']:.2f} ms "
-                f"({m['scan_py'] / m['scan']:.2f}x hiredis)"
-            )
-        print(f"\nrequirement (replay <= 1/20 of a full scan at {sizes[-1]:,}): {verdict(ok)}")
+        print(f"\nrequirement (replay <= 1/100 of a full scan at {sizes[-1]:,}): {verdict(ok)}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ the 15-minute window, against the same for a user with none (the page's own load
 frame, measured alongside: the difference is the back-fill). Medians of ``--opens`` each.
 Usage::
 
-    python3 bench/dashboard_ingest.py [--duration 60] [--rate 5000] [--baseline 10]
+    python3 -m bench.dashboard_ingest [--duration 60] [--rate 5000] [--baseline 10]
                                       [--history 1000] [--opens 5]
 """
 
@@ -41,12 +41,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `tests` (the throwaway server) is not an installed package
-
-from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH  # noqa: E402
-from tests.support.redis_server import RedisServer, free_port  # noqa: E402
+from bench._harness import ROOT
+from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH
+from tests.support.redis_server import RedisServer, free_port
 
 BENCH_USER = UUID("3c1b9a52-8d3e-4f61-a7c2-5e9d0b4f6a18")
 WINDOW = 900  # the page watches 15 minutes: the whole run stays inside its window

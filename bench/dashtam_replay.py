@@ -6,7 +6,7 @@ subscriber (the baseline, same run) reads the whole stream with ``XRANGE - +``, 
 decodes what follows. Both return the same events (checked). For 1k, 10k and 100k retained
 events, fetch the last 10, 100 and 1,000. Medians over interleaved repeats.
 
-    python3 bench/dashtam_replay.py [--sizes 1000,10000,100000] [--repeats 5] [--budget 120]
+    python3 -m bench.dashtam_replay [--sizes 1000,10000,100000] [--repeats 5] [--budget 120]
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from _harness import BENCH_USER, Budget, bench_server, client, header, median, sample_event
 from redis.asyncio import Redis
 
+from bench._harness import BENCH_USER, Budget, bench_server, client, header, median, sample_event
 from sse_core import dashtam
 from sse_core.events import SSEEvent
 from sse_core.keys import DashtamChannelKeys

@@ -21,18 +21,11 @@ The send timeout is shortened for the benchmark (``--send-timeout``, default 5 s
 default ``SSE_SEND_TIMEOUT_SECONDS`` is 30 s) so the run stays short. Loopback only, bounded:
 every wait has a deadline.
 
-    python3 bench/http_stuck_clients.py [--connections 1000] [--stuck 100] [--rate 2000]
+    python3 -m bench.http_stuck_clients [--connections 1000] [--stuck 100] [--rate 2000]
                                         [--seconds 60] [--payload 2000] [--send-timeout 5]
 """
 
-# ruff: noqa: E402  (the repo root goes on sys.path before anything of ours is imported)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import argparse
 import asyncio
@@ -43,17 +36,19 @@ import platform
 import resource
 import socket
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from _harness import bench_server
 from redis.asyncio import Redis
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from bench._harness import bench_server
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import TokenSigner
 from sse_core.http.tornado import event_routes
@@ -202,7 +197,16 @@ async def run(
 ) -> Result:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        *[sys.executable, __file__, "--serve", "--port", str(port), "--redis-url", redis_url],
+        *[
+            sys.executable,
+            "-m",
+            "bench.http_stuck_clients",
+            "--serve",
+            "--port",
+            str(port),
+            "--redis-url",
+            redis_url,
+        ],
         *["--send-timeout", str(send_timeout)],
         stdout=asyncio.subprocess.PIPE,
     )

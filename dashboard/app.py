@@ -25,25 +25,28 @@ import param
 from panel.viewable import Viewer
 from redis.exceptions import RedisError
 
+from dashboard import page
 from dashboard.backend import Backend
 from dashboard.controls import (
     UserPicker,
-    alert_text,
     format_category_query,
     hidden_alert,
     parse_category_query,
+    show_alert,
 )
 from dashboard.errors import install_exception_handler
 from dashboard.inspector import Inspector
-from dashboard.palette import CATEGORIES
+from dashboard.live_stream import LiveStream
 from dashboard.replay_panel import ReplayPanel
-from dashboard.state import LiveState
+from dashboard.state import CATEGORIES, LiveState
 from dashboard.views import LiveViews
+from sse_core import (
+    SSEEventType,
+    SSESettings,
+    connection_status,
+    parse_user_id,
+)
 from sse_core.connection import RedisClient
-from sse_core.ids import parse_user_id
-from sse_core.registry import SSEEventType
-from sse_core.settings import SSESettings
-from sse_core.subscriber import RedisSSESubscriber
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,6 @@ FEED_ROWS = 50  # shown
 FEED_KEEP = 1_000  # kept for search and the inspector
 WINDOWS: dict[str, int] = {"1 minute": 60, "5 minutes": 300, "15 minutes": 900}
 DEFAULT_WINDOW = 60
-ACCENT = "#FF7F00"  # Grafana's orange: buttons, focus rings
-HEADER_BACKGROUND = "#181B1F"  # a dark header bar, as in Grafana
 
 
 def _in_server_session() -> bool:
@@ -107,27 +108,23 @@ class Dashboard(Viewer):
         )
         self._probe = self.backend.subscriber()  # status, user discovery, replay
         self._telemetry = self.backend.telemetry
-        self._subscriber: RedisSSESubscriber | None = None
-        self._consumer: asyncio.Task[None] | None = None
-        self._state = self._new_state(time.time() * 1000.0)
+        self.live = LiveStream(
+            self._telemetry, feed_rows=FEED_ROWS, keep=FEED_KEEP, window=self.window
+        )
         self._shown: LiveState | None = None
         self._callbacks: list[pn.io.PeriodicCallback] = []
         self._started = False
         self._discovery: asyncio.Task[None] | None = None
-        self._stopping: list[asyncio.Task[None]] = []  # cancelled consumers still unwinding
         self._closing: asyncio.Task[None] | None = None
-        self._failure: str | None = None
         self.updates = 0  # document updates applied: the "UI updates per second" figure
 
         self.views = LiveViews(
-            history_points=self._state.history_points,
+            history_points=self.live.state.history_points,
             window_seconds=self.window,
             feed_rows=FEED_ROWS,
         )
         self.users = UserPicker(value=self.user)
-        self.users.set_users(
-            list(self.backend.user_names) if self.backend.demo else [], self.backend.user_names
-        )
+        self.users.set_users(list(self.backend.user_names), self.backend.user_names)
         self.category_filter = pn.widgets.MultiChoice(
             label="Categories",
             options=[c.value for c in CATEGORIES],
@@ -142,8 +139,13 @@ class Dashboard(Viewer):
             sizing_mode="stretch_width",
             css_classes=["window-select"],
         )
-        self.pause = pn.widgets.Toggle(
-            label="Pause", icon="player-pause", color="default", sizing_mode="stretch_width"
+        # from_param: the widget and the parameter are one value, both ways.
+        self.pause = pn.widgets.Toggle.from_param(
+            self.param.paused,
+            label="Pause",
+            icon="player-pause",
+            color="default",
+            sizing_mode="stretch_width",
         )
         self.type_filter = pn.widgets.MultiChoice(
             name="Event types",
@@ -187,78 +189,21 @@ class Dashboard(Viewer):
 
     # -- composition ---------------------------------------------------------------------------
 
+    # -- composition (dashboard/page.py) --------------------------------------------------------
+
     def sidebar(self) -> list[Any]:
-        return [
-            pn.pane.Markdown("### Connection", margin=(0, 10)),
-            self.views.status,
-            pn.pane.Markdown("### View", margin=(10, 10, 0, 10)),
-            self.users,
-            self.category_filter,
-            self.category_alert,
-            self.window_select,
-            self.pause,
-        ]
+        return page.sidebar(self)
 
     def main(self) -> list[Any]:
-        return [
-            pn.Column(
-                self.notice, self.views.stats, self.views.coverage, sizing_mode="stretch_width"
-            ),
-            pn.Row(
-                pn.Column(
-                    pn.pane.Bokeh(self.views.counts_chart.figure, sizing_mode="stretch_width"),
-                    self.views.category_counts,
-                    sizing_mode="stretch_width",
-                ),
-                pn.pane.Bokeh(self.views.rates_chart.figure, sizing_mode="stretch_width"),
-                sizing_mode="stretch_width",
-            ),
-            pn.Row(
-                pn.Column(
-                    pn.pane.Markdown(
-                        "#### Live feed · click a row to inspect it and replay after it",
-                        margin=(0, 10),
-                    ),
-                    pn.Row(self.type_filter, self.search, sizing_mode="stretch_width"),
-                    self.views.feed_caption,
-                    self.views.feed.table,
-                    sizing_mode="stretch_width",
-                ),
-                pn.Column(
-                    pn.pane.Markdown("#### Event", margin=(0, 10)),
-                    self.inspector,
-                    width=440,
-                ),
-                sizing_mode="stretch_width",
-            ),
-            pn.Column(
-                pn.pane.Markdown("#### Replay · what a client resuming after an id receives"),
-                self.replay,
-                sizing_mode="stretch_width",
-            ),
-        ]
+        return page.main(self)
 
     def __panel__(self) -> pn.viewable.Viewable:
         """Inline form (notebooks): sidebar on the left, main area on the right."""
-        return pn.Row(
-            pn.Column(*self.sidebar(), width=320),
-            pn.Column(*self.main(), sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-        )
+        return page.inline(self)
 
     def template(self, title: str = "ssewatch") -> pn.template.FastListTemplate:
-        """The full-page form the server shows (Grafana-like dark layout)."""
-        return pn.template.FastListTemplate(
-            title=title,
-            sidebar=self.sidebar(),
-            main=self.main(),
-            theme=pn.config.theme,  # FastListTemplate ignores the config unless told
-            theme_toggle=True,
-            accent_base_color=ACCENT,
-            header_background=HEADER_BACKGROUND,
-            sidebar_width=340,
-            main_layout="card",
-        )
+        """The full-page form the server shows."""
+        return page.full_page(self, title)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -304,7 +249,7 @@ class Dashboard(Viewer):
         for callback in self._callbacks:
             callback.stop()
         self._callbacks = []
-        self._cancel_consumer()
+        self.live.cancel()
         if self._discovery is not None:
             self._discovery.cancel()
         if self._owns_backend and self._closing is None:
@@ -314,17 +259,17 @@ class Dashboard(Viewer):
     async def aclose(self) -> None:
         """:meth:`stop`, then wait until the subscription and (owned) client are released."""
         self.stop()
-        pending = [t for t in (*self._stopping, self._closing) if t is not None]
-        self._stopping.clear()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self.live.aclose()
+        if self._closing is not None:
+            await asyncio.gather(self._closing, return_exceptions=True)
 
     @property
     def running(self) -> bool:
-        return self._consumer is not None and not self._consumer.done()
+        return self.live.running
 
     @property
     def state(self) -> LiveState:
-        return self._state
+        return self.live.state
 
     # -- selection ------------------------------------------------------------------------------
 
@@ -332,7 +277,6 @@ class Dashboard(Viewer):
         self.users.param.watch(lambda e: setattr(self, "user", e.new), "value")
         self.category_filter.param.watch(self._on_category_widget, "value")
         self.window_select.param.watch(lambda e: setattr(self, "window", e.new), "value")
-        self.pause.param.watch(lambda e: setattr(self, "paused", e.new), "value")
         self.views.feed.table.on_click(self._on_feed_click)
         self.type_filter.param.watch(self._on_feed_filter, "value")
         self.search.param.watch(self._on_feed_filter, "value_input")
@@ -342,7 +286,7 @@ class Dashboard(Viewer):
 
     def _apply_categories_to_widget(self) -> None:
         names, error = parse_category_query(self.categories)
-        self.category_alert.param.update(object=alert_text(error or ""), visible=error is not None)
+        show_alert(self.category_alert, error)
         if list(self.category_filter.value) != names:
             self.category_filter.value = names
 
@@ -371,7 +315,6 @@ class Dashboard(Viewer):
     @param.depends("paused", watch=True)
     def _on_paused(self) -> None:
         self.pause.param.update(
-            value=self.paused,
             label="Resume" if self.paused else "Pause",
             icon="player-play" if self.paused else "player-pause",
             color="warning" if self.paused else "default",
@@ -404,34 +347,13 @@ class Dashboard(Viewer):
         except ValueError:
             return ""
 
-    # -- the consumer -------------------------------------------------------------------------
-
-    def _new_state(self, live_from_ms: float) -> LiveState:
-        return LiveState(
-            feed_size=FEED_ROWS,
-            keep=FEED_KEEP,
-            window_seconds=self.window,
-            live_from_ms=live_from_ms,
-        )
-
-    def _cancel_consumer(self) -> None:
-        if self._subscriber is not None:
-            self._telemetry.retire(self._subscriber)
-            self._subscriber = None
-        if self._consumer is not None:
-            self._consumer.cancel()  # stream()'s finally detaches from the shared hub
-            self._stopping = [t for t in self._stopping if not t.done()] + [self._consumer]
-            self._consumer = None
+    # -- the subscription -----------------------------------------------------------------
 
     def _resubscribe(self) -> None:
         """Cancel the current subscription and start one for the current selection."""
         if not self._started:
             return
-        self._cancel_consumer()
-        live_from_ms = time.time() * 1000.0
-        self._state = self._new_state(live_from_ms)
-        self._subscriber = None
-        self._failure = None
+        self.live.reset(self.window)
         if not self.user:
             return
         try:
@@ -439,53 +361,25 @@ class Dashboard(Viewer):
         except ValueError as exc:
             self.users.show_error(str(exc))
             return
-        self.users.clear_error()
+        self.users.show_error(None)
         names, _ = parse_category_query(self.categories)
-        subscriber = self.backend.subscriber()
-        self._subscriber = subscriber
-        self._telemetry.attach(subscriber)
-        # One bounded read of the window from retention, then live, with the core's hand-over
-        # (no event counted twice): stream(since_ms=...) does both.
-        since_ms = int(live_from_ms) - self.window * 1000
-        self._consumer = asyncio.get_running_loop().create_task(
-            self._consume(subscriber, self._state, user_id, names or None, since_ms),
-            name=f"ssewatch-dashboard-{user_id}",
-        )
-
-    async def _consume(
-        self,
-        subscriber: RedisSSESubscriber,
-        state: LiveState,
-        user_id: UUID,
-        categories: list[str] | None,
-        since_ms: int,
-    ) -> None:
-        add = state.add
-        try:
-            item: Any
-            async for item in subscriber.stream(user_id, categories, since_ms=since_ms):
-                add(item)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("dashboard stream for %s stopped", user_id)
-            self._failure = f"The live stream stopped: {exc}. Pick the user again to retry."
+        self.live.start(self.backend.subscriber(), user_id, names or None)
 
     # -- the periodic flush -----------------------------------------------------------------
 
     def _flush(self) -> None:
         """Drain the state and apply ONE batched update; the only place Bokeh models change."""
-        state = self._state
-        frame = state.drain()
-        self._telemetry.count_delivered(frame.added)
-        subscriber = self._subscriber
-        status = self._probe.connection_status()
+        state = self.live.state
+        tick = state.drain()
+        self._telemetry.count_delivered(tick.added)
+        subscriber = self.live.subscriber
+        status = connection_status(self.backend.client)
         full = state is not self._shown
         with pn.io.hold():
             self.views.show_status(self.backend.label, status)
             self._show_notice(status.state.value)
             self.views.apply(
-                frame,
+                tick,
                 state,
                 subscriber.stats if subscriber else None,
                 full=full,
@@ -495,12 +389,12 @@ class Dashboard(Viewer):
             )
             if not self.paused:
                 self._shown = state
-                self.replay.offer_newest(frame.newest_event_id)
+                self.replay.offer_newest(tick.newest_event_id)
         self.updates += 1
 
     def _show_notice(self, connection: str) -> None:
-        if self._failure:
-            text = self._failure
+        if self.live.failure:
+            text = self.live.failure
         elif connection in ("reconnecting", "connecting"):
             text = (
                 f"Redis ({self.backend.label}) is unreachable; reconnecting. The view resumes "
@@ -510,9 +404,7 @@ class Dashboard(Viewer):
             text = "Pick a user in the sidebar (or open a link with ?user=<uuid>)."
         else:
             text = ""
-        text = alert_text(text)
-        if text != self.notice.object or bool(text) != self.notice.visible:
-            self.notice.param.update(object=text, visible=bool(text))
+        show_alert(self.notice, text)
 
     async def _refresh_users(self) -> None:
         try:
@@ -521,6 +413,5 @@ class Dashboard(Viewer):
             log.info("user discovery failed: %s", exc)
             return
         names = self.backend.user_names
-        known = [u for u in names if self.backend.demo or u in found]
-        self.users.set_users([*known, *found], names)
+        self.users.set_users([*names, *found], names)
         self._pick_default_user()

@@ -16,13 +16,17 @@ from uuid import UUID
 
 from redis.asyncio.cluster import RedisCluster
 
+from dashboard.demo import DEMO_USERS, DemoTraffic
 from dashboard.telemetry import Telemetry
-from sse_core.connection import RedisClient, connect, is_cluster, redact_url
-from sse_core.demo import DEMO_USERS, DemoTraffic
-from sse_core.keys import SSEChannelKeys
-from sse_core.publisher import RedisSSEPublisher
-from sse_core.settings import SSESettings
-from sse_core.subscriber import RedisSSESubscriber
+from sse_core import (
+    RedisSSEPublisher,
+    RedisSSESubscriber,
+    SSEChannelKeys,
+    SSESettings,
+    connect,
+    redact_url,
+)
+from sse_core.connection import RedisClient, is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +90,8 @@ class Backend:
 
     @property
     def user_names(self) -> dict[UUID, str]:
-        """Display names for users we know (the demo's)."""
-        return dict(DEMO_NAMES)
+        """Display names of users this process knows by name: the demo's, when it runs."""
+        return dict(DEMO_NAMES) if self.demo else {}
 
     def subscriber(self) -> RedisSSESubscriber:
         return RedisSSESubscriber.from_settings(self.client, self.settings)
@@ -108,7 +112,7 @@ class Backend:
         return list(await asyncio.shield(self._users_scan))
 
     async def _scan_users(self) -> list[UUID]:
-        found = await self.subscriber().retention.users()
+        found = await self.subscriber().retained_users()
         self._users, self._users_at = found[:MAX_LISTED_USERS], time.monotonic()
         return self._users
 

@@ -11,10 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
 
-from sse_core.connection import connect
-from sse_core.demo import DEMO_USERS, DemoTraffic
-from sse_core.publisher import RedisSSEPublisher
-from sse_core.settings import SSESettings
+from dashboard.demo import DEMO_USERS, DemoTraffic
+from sse_core import RedisSSEPublisher, SSESettings, connect
 
 DEFAULT_RATE = 20.0
 DEFAULT_PORT = 5006
@@ -132,7 +130,7 @@ _AUTH_OPTIONS = {
 
 
 def _token(args: argparse.Namespace, settings: SSESettings) -> int:
-    from sse_core.http.tokens import TokenSecretMissing, TokenSigner
+    from sse_core.http import TokenSecretMissing, TokenSigner
 
     try:
         signer = TokenSigner.from_settings(settings)

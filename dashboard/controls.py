@@ -15,8 +15,7 @@ import param
 from panel.viewable import Viewer
 
 from dashboard.plain_text import plain
-from sse_core.categories import VALID_CATEGORIES, parse_category_list
-from sse_core.ids import parse_user_id
+from sse_core import VALID_CATEGORIES, parse_category_list, parse_user_id
 
 UUID_EXAMPLE = "0192f0c1-7c4e-7d3a-9b1e-2f6a8c0d4e51"
 
@@ -36,6 +35,13 @@ def hidden_alert(css_class: str, alert_type: str = "danger") -> pn.pane.Alert:
         sizing_mode="stretch_width",
         css_classes=[css_class],
     )
+
+
+def show_alert(alert: pn.pane.Alert, message: str | None) -> None:
+    """Show ``message`` (as text) in a :func:`hidden_alert`; ``None`` or ``""`` hides it."""
+    text = alert_text(message or "")
+    if text != alert.object or bool(text) != alert.visible:  # called on every flush
+        alert.param.update(object=text, visible=bool(text))
 
 
 def parse_category_query(text: str | None) -> tuple[list[str], str | None]:
@@ -111,12 +117,8 @@ class UserPicker(Viewer):
     def users(self) -> list[UUID]:
         return list(self._users)
 
-    def show_error(self, message: str) -> None:
-        self.alert.object = alert_text(message)
-        self.alert.visible = True
-
-    def clear_error(self) -> None:
-        self.alert.visible = False
+    def show_error(self, message: str | None) -> None:
+        show_alert(self.alert, message)
 
     @param.depends("value", watch=True)
     def _on_value(self) -> None:
@@ -145,18 +147,18 @@ class UserPicker(Viewer):
 
     def _on_select(self, event: param.parameterized.Event) -> None:
         if not self._refreshing and event.new and event.new != self.value:
-            self.clear_error()
+            self.show_error(None)
             self.value = event.new
 
     def _on_entry(self, event: param.parameterized.Event) -> None:
         text = (event.new or "").strip()
         if not text:
-            self.clear_error()
+            self.show_error(None)
             return
         try:
             user_id = parse_user_id(text)
         except ValueError as exc:
             self.show_error(str(exc))
             return
-        self.clear_error()
+        self.show_error(None)
         self.value = str(user_id)

@@ -12,8 +12,7 @@ from typing import Any
 import panel as pn
 from panel.viewable import Viewer
 
-from sse_core.events import SSEEvent
-from sse_core.registry import severity_of
+from sse_core import SSEEvent, severity_of
 
 JSON_CSS = """
 textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;

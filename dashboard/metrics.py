@@ -17,9 +17,8 @@ from prometheus_client.registry import Collector
 from tornado.web import RequestHandler
 
 from dashboard.backend import Backend
-from sse_core.cluster_hub import hub_for
-from sse_core.http.endpoint import EventStreamEndpoint
-from sse_core.hub import ConnectionState
+from sse_core import ConnectionState, connection_status
+from sse_core.http import EventStreamEndpoint
 
 PREFIX = "ssewatch"
 
@@ -82,7 +81,7 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_dashboard_sessions", "Open dashboard views.", value=telemetry.sessions
         )
-        status = hub_for(self.backend.client).status()  # one server or a cluster
+        status = connection_status(self.backend.client)  # one server or a cluster
         yield GaugeMetricFamily(
             f"{PREFIX}_live_subscriptions",
             "Live subscriptions on the shared Redis pub/sub connection.",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from sse_core.categories import SSEEventCategory
+from dashboard.state import CATEGORIES
+from sse_core import SSEEventCategory
 
-CATEGORIES: tuple[SSEEventCategory, ...] = tuple(SSEEventCategory)
+__all__ = ["CATEGORIES", "CATEGORY_COLORS", "NEUTRAL_COLOR", "category_color"]
 
 CATEGORY_COLORS: MappingProxyType[SSEEventCategory, str] = MappingProxyType(
     {

@@ -21,14 +21,12 @@ from bokeh.models.widgets.tables import DateFormatter
 from panel.viewable import Viewer
 from redis.exceptions import RedisError
 
-from dashboard.controls import alert_text, hidden_alert
+from dashboard.controls import hidden_alert, show_alert
 from dashboard.palette import category_color
 from dashboard.plain_text import plain
 from dashboard.tables import ReadOnlyTabulator
-from sse_core.categories import VALID_CATEGORIES
+from sse_core import VALID_CATEGORIES, Replay, parse_event_id
 from sse_core.frames import events_to_frame
-from sse_core.ids import parse_event_id
-from sse_core.replay import Replay
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +172,7 @@ class ReplayPanel(Viewer):
     @param.depends("user_id", watch=True)
     def _on_user(self) -> None:
         """Another user: the previous result and the followed id no longer apply."""
-        self.alert.visible = False
+        self.show_error(None)
         self.table.value = events_to_frame([])
         self.summary.object = INTRO
         self.download.disabled = True
@@ -218,9 +216,8 @@ class ReplayPanel(Viewer):
 
     # -- loading ------------------------------------------------------------------------------
 
-    def show_error(self, message: str) -> None:
-        self.alert.object = alert_text(message)
-        self.alert.visible = True
+    def show_error(self, message: str | None) -> None:
+        show_alert(self.alert, message)
 
     async def load_missed(
         self, last_event_id: str | None = None, categories: list[str] | None = None
@@ -238,7 +235,7 @@ class ReplayPanel(Viewer):
         return frame
 
     async def _load(self, _event: object = None) -> None:
-        self.alert.visible = False
+        self.show_error(None)
         text = (self.last_id.value_input or self.last_id.value or "").strip()
         if not self.user_id:
             self.show_error("Pick a user first: replay reads that user's retained events.")

@@ -21,9 +21,8 @@ from dashboard.cli import DEFAULT_ADDRESS, DEFAULT_PORT
 from dashboard.metrics import metrics_route
 from dashboard.page_query import sanitize_page_query
 from dashboard.plain_text import plain
-from sse_core.http.tornado import event_routes
-from sse_core.http.tornado_server import answering_oversized_heads
-from sse_core.settings import SSESettings
+from sse_core import SSESettings
+from sse_core.http.tornado import answering_oversized_heads, event_routes
 
 log = logging.getLogger(__name__)
 UNUSED_SESSION_MS = 2_000  # how long a session with no open connection is kept

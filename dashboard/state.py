@@ -2,7 +2,7 @@
 
 Two sides, one owner each. The consumer task calls :meth:`LiveState.add` per stream item: O(1),
 no allocation beyond a bounded deque, so it keeps up with thousands of events per second. The
-periodic UI callback calls :meth:`LiveState.drain` once per tick and gets one :class:`Frame`,
+periodic UI callback calls :meth:`LiveState.drain` once per tick and gets one :class:`Tick`,
 whatever the event rate. Every collection is bounded, so a session can run for days.
 
 A view covers a time window (Grafana's "last 15 minutes"): it opens with the window's history
@@ -22,10 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sse_core.categories import SSEEventCategory
-from sse_core.events import SSEEvent
-from sse_core.registry import FAILURE_TYPES, severity_of
-from sse_core.subscriber import StreamGap
+from sse_core import FAILURE_TYPES, SSEEvent, SSEEventCategory, StreamGap, severity_of
 
 Clock = Callable[[], float]
 
@@ -161,11 +158,11 @@ class Coverage:
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
+class Tick:
     """One tick's worth of changes for the UI.
 
     ``total``, ``counts`` and ``failures`` are those of the time window. ``new_rows`` says how
-    many feed rows arrived since the previous frame; ``rate_points`` are the buckets that closed
+    many feed rows arrived since the previous tick; ``rate_points`` are the buckets that closed
     since then, oldest first; ``redraw`` says history arrived, so charts must be redrawn whole.
     """
 
@@ -178,7 +175,7 @@ class Frame:
     seconds_since_last: float | None
     newest_event_id: str | None
     gaps: int
-    added: Mapping[SSEEventCategory, int] = field(default_factory=dict)  # this frame's events
+    added: Mapping[SSEEventCategory, int] = field(default_factory=dict)  # this tick's events
     failures: int = 0
     failures_per_minute: float = 0.0
     redraw: bool = False
@@ -285,8 +282,8 @@ class LiveState:
     def _index(self, ms: float) -> int:
         return int(ms // self._bucket_ms)
 
-    def drain(self) -> Frame:
-        """Fold everything added since the previous drain into the aggregates: one frame."""
+    def drain(self) -> Tick:
+        """Fold everything added since the previous drain into the aggregates: one tick."""
         now = self._clock()
         wall_now = self._wall_clock()
         now_index = self._index(wall_now * 1000.0)
@@ -318,7 +315,7 @@ class LiveState:
         start_ms = coverage.history_from_ms or self.live_from_ms
         span = min(self.window_seconds, wall_now - start_ms / 1000.0)
         minutes = max(span, 60.0) / 60.0  # a per-minute rate needs a minute to mean anything
-        return Frame(
+        return Tick(
             changed=changed or redraw,
             total=self.total,
             counts=dict(self.counts),

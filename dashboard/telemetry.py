@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from sse_core.categories import SSEEventCategory
-from sse_core.subscriber import RedisSSESubscriber, SubscriberStats
+from sse_core import RedisSSESubscriber, SSEEventCategory, SubscriberStats
 
 
 def add_stats(total: SubscriberStats, stats: SubscriberStats) -> None:

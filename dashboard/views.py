@@ -25,12 +25,15 @@ from bokeh.plotting import figure
 
 from dashboard.palette import CATEGORIES, CATEGORY_COLORS, category_color
 from dashboard.plain_text import plain
-from dashboard.state import Coverage, FeedRow, Frame, LiveState, RatePoint
+from dashboard.state import Coverage, FeedRow, LiveState, RatePoint, Tick
 from dashboard.tables import ReadOnlyTabulator
-from sse_core.categories import SSEEventCategory
-from sse_core.hub import ConnectionState, ConnectionStatus
-from sse_core.registry import FAILURE_TYPES
-from sse_core.subscriber import SubscriberStats
+from sse_core import (
+    FAILURE_TYPES,
+    ConnectionState,
+    ConnectionStatus,
+    SSEEventCategory,
+    SubscriberStats,
+)
 
 NAMES: tuple[str, ...] = tuple(c.value for c in CATEGORIES)
 MUTED_TEXT = "#9fa7b3"
@@ -96,16 +99,16 @@ def format_window(seconds: float) -> str:
 
 
 def render_stats(
-    frame: Frame | None, stats: SubscriberStats | None, *, paused: bool, window: float = 60.0
+    tick: Tick | None, stats: SubscriberStats | None, *, paused: bool, window: float = 60.0
 ) -> str:
-    total = frame.total if frame else 0
-    rate = frame.events_per_second if frame else 0.0
-    age = frame.seconds_since_last if frame else None
-    failures = frame.failures if frame else 0
-    per_minute = frame.failures_per_minute if frame else 0.0
+    total = tick.total if tick else 0
+    rate = tick.events_per_second if tick else 0.0
+    age = tick.seconds_since_last if tick else None
+    failures = tick.failures if tick else 0
+    per_minute = tick.failures_per_minute if tick else 0.0
     skipped = stats.malformed if stats else 0
     dropped = stats.dropped if stats else 0
-    gaps = frame.gaps if frame else 0
+    gaps = tick.gaps if tick else 0
     badge = '<span class="badge">paused</span>' if paused else ""
     span = format_window(window)
     cards = [
@@ -394,7 +397,7 @@ class FeedTable:
             "color": [category_color(r.category) for r in rows],
         }
         # Explicit text dtype: an empty column would be float, and Tabulator keeps the first
-        # frame's formatters (showing NaN for every later string).
+        # DataFrame's formatters (showing NaN for every later string).
         return pd.DataFrame({k: pd.Series(v, dtype=str) for k, v in columns.items()})
 
     @property
@@ -436,9 +439,9 @@ class FeedTable:
 
 
 class LiveViews:
-    """Every live-updating element of the page, applied from one frame at a time.
+    """Every live-updating element of the page, applied from one tick at a time.
 
-    Pause freezes all of it at the last frame shown (numbers, charts, feed), like Grafana's
+    Pause freezes all of it at the last tick shown (numbers, charts, feed), like Grafana's
     paused refresh; counting goes on underneath and resuming redraws everything.
     """
 
@@ -452,7 +455,7 @@ class LiveViews:
         self.feed_caption = _html_pane("", name="feed-caption", css_classes=["feed-caption"])
         self.status = _html_pane("", name="connection-status")
         self._status_html = ""
-        self._shown: tuple[Frame, SubscriberStats | None, float] | None = None
+        self._shown: tuple[Tick, SubscriberStats | None, float] | None = None
         self._frozen_rows: list[FeedRow] | None = None
         self._rows_shown: list[FeedRow] = []
         self._feed_dirty = False
@@ -483,7 +486,7 @@ class LiveViews:
 
     def apply(
         self,
-        frame: Frame,
+        tick: Tick,
         state: LiveState,
         stats: SubscriberStats | None,
         *,
@@ -497,26 +500,26 @@ class LiveViews:
         if paused:
             if self._frozen_rows is None:  # entering pause: freeze what was last shown
                 self._frozen_rows = list(state.feed) if self._shown is None else self._rows_shown
-                shown_frame, shown_stats, _ = self._shown or (None, None, window)
+                shown_tick, shown_stats, _ = self._shown or (None, None, window)
                 self.stats.object = render_stats(
-                    shown_frame, shown_stats, paused=True, window=window
+                    shown_tick, shown_stats, paused=True, window=window
                 )
             return
         self._frozen_rows = None
-        self._shown = (frame, replace(stats) if stats is not None else None, window)
-        self.stats.object = render_stats(frame, stats, paused=False, window=window)
-        coverage = render_coverage(frame.coverage, retention=retention)
+        self._shown = (tick, replace(stats) if stats is not None else None, window)
+        self.stats.object = render_stats(tick, stats, paused=False, window=window)
+        coverage = render_coverage(tick.coverage, retention=retention)
         if coverage != self.coverage.object:
             self.coverage.object = coverage
-        if full or frame.redraw:
+        if full or tick.redraw:
             self.rates_chart.reset(state.rate_history, now_ms, window)
         else:
-            self.rates_chart.append(frame.rate_points)
-        if full or frame.counts != self._counts:
-            self._counts = frame.counts
-            self.counts_chart.show(frame.counts)
-            self.category_counts.object = render_category_counts(frame.counts)
-        if full or frame.changed or self._feed_dirty:
+            self.rates_chart.append(tick.rate_points)
+        if full or tick.counts != self._counts:
+            self._counts = tick.counts
+            self.counts_chart.show(tick.counts)
+            self.category_counts.object = render_category_counts(tick.counts)
+        if full or tick.changed or self._feed_dirty:
             self._feed_dirty = False
             self._rows_shown = list(state.feed)
             self._show_feed(self._rows_shown)

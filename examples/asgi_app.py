@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 
+from dashboard.demo import DEMO_USERS, DemoTraffic
 from sse_core import RedisSSEPublisher, SSESettings, connect
-from sse_core.demo import DEMO_USERS, DemoTraffic
 from sse_core.http.asgi import event_route
 
 

@@ -41,13 +41,13 @@ from typing import Any, TypeAlias
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from sse_core.cancellation import checked
 from sse_core.cluster import node_for
-from sse_core.codec import MalformedEvent, decode_payload
+from sse_core.codec import MalformedEvent, as_text, decode_payload
 from sse_core.connection import RedisClient
 from sse_core.hub import (
     CONNECTION_ERRORS,
@@ -55,6 +55,7 @@ from sse_core.hub import (
     ConnectionStatus,
     Subscription,
     SubscriptionHub,
+    reconnect_backoff,
 )
 from sse_core.mailbox import RESYNC
 
@@ -73,8 +74,10 @@ def hub_for(client: RedisClient, logger: logging.Logger | None = None) -> Hub:
     return SubscriptionHub.for_client(client, logger)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def connection_status(redis_client: RedisClient) -> ConnectionStatus:
+    """State of the pub/sub connection(s) every subscriber on ``redis_client`` shares (for
+    status displays and metrics; one server or a cluster); needs the subscribers' event loop."""
+    return hub_for(redis_client).status()
 
 
 class _NodeLink:
@@ -168,18 +171,18 @@ class _NodeLink:
                 return
             self.received += 1
             if isinstance(reply, list) and reply:
-                self._handle(_text(reply[0]).lower(), reply)
+                self._handle(as_text(reply[0]).lower(), reply)
 
     def _handle(self, kind: str, reply: list[Any]) -> None:
         if kind == "smessage":
-            self.hub._dispatch(self, _text(reply[1]), reply[2])
+            self.hub._dispatch(self, as_text(reply[1]), reply[2])
         elif kind == "pong":
             if self.pings:
                 waiter = self.pings.popleft()
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
         elif kind == "sunsubscribe":
-            channel = _text(reply[1])
+            channel = as_text(reply[1])
             if channel in self.leaving:
                 self.leaving.discard(channel)
             elif channel in self.channels or channel == self.probe_channel:
@@ -224,7 +227,7 @@ class ClusterHub:
         self._remapping: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+        self._backoff = reconnect_backoff()
         self.state = ConnectionState.IDLE
         self.reconnects = 0
         self.malformed = 0
@@ -502,7 +505,7 @@ class ClusterHub:
                 nodes[node.name] = node
         for node in nodes.values():
             role = await self._client.execute_command("ROLE", target_nodes=node)
-            if _text(role[0]) != "master":
+            if as_text(role[0]) != "master":
                 self._log.info("slot map names %s, now a replica; retrying", node.name)
                 return False
         return True

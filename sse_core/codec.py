@@ -24,6 +24,11 @@ from sse_core.events import SSEEvent
 RedisValue = bytes | str
 
 
+def as_text(value: RedisValue) -> str:
+    """A name Redis returned (key, channel, id) as text, whichever way the client decodes."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class MalformedEvent(ValueError):
     """A message or stream entry that is not a valid event, or an event that cannot be stored."""
 
@@ -106,15 +111,33 @@ def decode_payload(payload: RedisValue) -> SSEEvent:
         raise MalformedEvent(f"malformed event payload: {_reason(exc)}") from None
 
 
+# Field name -> model field, for names as Redis returns them (bytes, or str when decoding).
+_FIELD_NAMES: dict[Any, str] = {
+    **{name: name for name in STREAM_FIELDS},
+    **{name.encode(): name for name in STREAM_FIELDS},
+}
+
+
+_ID_FIELDS = ("event_id", "user_id")
+
+
 def decode_fields(fields: Mapping[Any, RedisValue]) -> SSEEvent:
-    """Inverse of :func:`encode_fields` for one ``XRANGE`` entry."""
+    """Inverse of :func:`encode_fields` for one ``XRANGE`` entry.
+
+    Values go to the model as Redis returned them: pydantic-core reads ids, type and time
+    from bytes itself, which saves decoding each one in Python (~1 us of ~3.3 per entry).
+    Fields the model does not know are ignored, as the model ignores extra fields.
+    """
+    record: dict[str, Any] = {}
+    for key, value in fields.items():
+        name = _FIELD_NAMES.get(key)
+        if name is not None:
+            record[name] = value
     try:
-        # Decoding inlined: this runs for every field of every replayed entry. Strict UTF-8,
-        # as the pub/sub payload's parser: bytes that are not text make the entry malformed.
-        record = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in fields.items()
-        }
+        for name in _ID_FIELDS:
+            # pydantic reads 16 bytes as a raw UUID; what encode_event writes is 36 characters.
+            if len(record.get(name) or "") == 16:
+                raise ValueError(f"{name} is not a UUID string")
         record["data"] = _parse_json(record.get("data", "{}"))
         return SSEEvent.model_validate(record)
     except (ValueError, RecursionError) as exc:

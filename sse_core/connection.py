@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import TypeAlias, overload
+from typing import Any, TypeAlias, overload
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import SSLConnection
+from redis.asyncio.connection import (
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.exceptions import RedisError
 
 from sse_core.settings import ClusterMode, SSESettings
@@ -57,17 +62,15 @@ def undecoded_sibling(client: RedisClient) -> RedisClient | None:
 
     ssewatch decodes what it reads itself (:mod:`sse_core.codec`: a message that is not UTF-8 is
     malformed, skipped and counted). A client built with ``decode_responses=True`` instead raises
-    ``UnicodeDecodeError`` on one such stored message before any of our code sees it: in the
-    shared pub/sub reader that stopped live delivery for everyone, in replay every resume. The
-    caller closes the sibling (``aclose``).
+    ``UnicodeDecodeError`` on one such stored message before any of our code sees it (in replay,
+    every resume). The caller closes the sibling (``aclose``).
     """
     if isinstance(client, RedisCluster):
         return _undecoded_cluster(client)
     pool = client.connection_pool
     if not pool.connection_kwargs.get("decode_responses"):
         return None
-    kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    return Redis(connection_pool=_like(pool, decode_responses=False))
 
 
 def _undecoded_cluster(client: RedisCluster) -> RedisCluster | None:
@@ -76,7 +79,7 @@ def _undecoded_cluster(client: RedisCluster) -> RedisCluster | None:
     if not current.get("decode_responses"):
         return None
     accepted = inspect.signature(RedisCluster.__init__).parameters
-    kwargs = {k: v for k, v in current.items() if k in accepted}
+    kwargs = {k: v for k, v in current.items() if k in accepted and k not in _POOL_OWNED}
     kwargs["decode_responses"] = False
     kwargs["ssl"] = current.get("connection_class") is SSLConnection
     known = client.get_nodes() or list(client.nodes_manager.startup_nodes.values())
@@ -117,3 +120,45 @@ def redact_url(url: str | None) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# redis-py's own connection classes, whose keyword arguments we know how to copy.
+_PLAIN_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
+# Per-pool state that must not be shared with a second pool.
+_POOL_OWNED = ("maint_notifications_pool_handler", "maint_notifications_config")
+
+
+def _like(pool: ConnectionPool, **changes: Any) -> ConnectionPool:
+    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    for name in _POOL_OWNED:
+        kwargs.pop(name, None)
+    kwargs.update(changes)
+    return ConnectionPool(connection_class=pool.connection_class, **kwargs)
+
+
+def pubsub_pool(pool: ConnectionPool) -> ConnectionPool | None:
+    """A one-connection pool like ``pool`` for the shared pub/sub reader, or ``None`` to use
+    ``pool`` itself.
+
+    Two differences, each only where it applies:
+
+    - bytes replies: one message that is not UTF-8 on a ``decode_responses=True`` client would
+      raise inside redis-py and stop live delivery for everyone; the codec decodes (and skips
+      and counts what is not text) instead;
+    - RESP2 on redis-py's own connection classes: redis-py 8 negotiates RESP3, where every
+      pub/sub message is a push taking an extra handler path (which also formats a debug string
+      per message); RESP2 messages are plain replies, read ~1.2-1.6x faster (bench/README.md).
+      fakeredis and Sentinel connections keep their protocol.
+    """
+    changes: dict[str, Any] = {}
+    if pool.connection_kwargs.get("decode_responses"):
+        changes["decode_responses"] = False
+    if pool.connection_class in _PLAIN_CONNECTIONS and pool.connection_kwargs.get("protocol") in (
+        None,
+        3,
+        "3",
+    ):
+        changes["protocol"] = 2
+    if not changes:
+        return None
+    return _like(pool, max_connections=1, **changes)

@@ -30,7 +30,7 @@ from uuid import UUID
 from redis.exceptions import ResponseError
 
 from sse_core.batcher import Call, LuaScript
-from sse_core.codec import EncodedEvent, MalformedEvent, decode_fields
+from sse_core.codec import EncodedEvent, MalformedEvent, as_text, decode_fields
 from sse_core.events import SSEEvent, seed_json
 from sse_core.keys import SSEChannelKeys
 from sse_core.layouts import KeyLayout, Retention
@@ -114,7 +114,7 @@ class DashtamLayout(KeyLayout):
 
 def previous_stream_id(raw: bytes | str) -> str:
     """The largest stream id below ``raw`` (an inclusive bound for the next XREVRANGE page)."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
+    text = as_text(raw)
     ms, _, seq = text.partition("-")
     if int(seq or 0) > 0:
         return f"{ms}-{int(seq) - 1}"

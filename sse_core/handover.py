@@ -8,11 +8,11 @@ publishers and us) arrives, no duplicate can follow and the remembered ids are r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from uuid import UUID
 
 from sse_core.events import SSEEvent
+from sse_core.ids import epoch_ms
 
 DEFAULT_GRACE_MS = 5_000
 
@@ -30,7 +30,7 @@ class HandOver:
     def begin(self, replayed: Iterable[UUID], snapshot_ms: int | None = None) -> None:
         """Remember the ids a replay delivered; ``snapshot_ms`` defaults to now."""
         self._pending.update(replayed)
-        now = time.time_ns() // 1_000_000 if snapshot_ms is None else snapshot_ms
+        now = epoch_ms() if snapshot_ms is None else snapshot_ms
         self._release_after_ms = max(self._release_after_ms, now + self.grace_ms)
 
     def admit(self, event: SSEEvent) -> bool:

@@ -17,6 +17,11 @@ _last_counter = 0
 _COUNTER_MAX = 0xFFF
 
 
+def epoch_ms() -> int:
+    """Wall-clock milliseconds since the epoch: the unit of UUIDv7 ids and stream ids."""
+    return time.time_ns() // 1_000_000
+
+
 def uuid7(now_ms: int | None = None) -> UUID:
     """A new UUIDv7, strictly increasing within this process.
 
@@ -29,7 +34,7 @@ def uuid7(now_ms: int | None = None) -> UUID:
     if now_ms is not None:
         return _compose(now_ms, int.from_bytes(os.urandom(2)) & 0x3FF)
     with _lock:
-        ms = time.time_ns() // 1_000_000
+        ms = epoch_ms()
         if ms <= _last_ms:
             ms = _last_ms
             counter = _last_counter + 1

@@ -5,7 +5,7 @@ Adapters satisfy these without inheriting from them (``isinstance`` works: runti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
@@ -56,4 +56,9 @@ class SSEPublisherProtocol(Protocol):
 
     async def broadcast(self, event: SSEEvent) -> bool:
         """Deliver to every user."""
+        ...
+
+    async def publish_many(self, events: Iterable[SSEEvent], *, broadcast: bool = False) -> bool:
+        """Deliver many (each to its own user, or all to everyone) in order, in as few round
+        trips as the transport allows: a producer with a backlog should not pay one each."""
         ...

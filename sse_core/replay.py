@@ -19,8 +19,8 @@ StreamId = tuple[int, int]
 
 
 def parse_stream_id(raw: bytes | str) -> StreamId:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
+    # int() parses ASCII digits from bytes too: no decoding per replayed entry.
+    ms, _, seq = raw.partition(b"-") if isinstance(raw, bytes) else raw.partition("-")
     return int(ms), int(seq or 0)
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,10 +13,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from sse_core.categories import SSEEventCategory
-from sse_core.codec import MalformedEvent, decode_fields
+from sse_core.codec import MalformedEvent, as_text, decode_fields
 from sse_core.connection import RedisClient, undecoded_sibling
-from sse_core.events import SSEEvent
-from sse_core.ids import uuid7_time_ms
+from sse_core.ids import epoch_ms, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.layouts import layout_for
 from sse_core.replay import (
@@ -167,22 +164,9 @@ class RetentionReader:
         if not self.layout.retains_broadcasts:
             replay = dataclasses.replace(replay, includes_broadcasts=False)
         oldest_ms = min(position.start(i)[0] for i in range(len(slices)))
-        now_ms = time.time_ns() // 1_000_000
-        if replay.complete and self._ttl_ms is not None and oldest_ms < now_ms - self._ttl_ms:
+        if replay.complete and self._ttl_ms is not None and oldest_ms < epoch_ms() - self._ttl_ms:
             return dataclasses.replace(replay, complete=False)
         return replay
-
-    async def history(
-        self,
-        user_id: UUID,
-        since: datetime | UUID | None = None,
-        categories: frozenset[SSEEventCategory] = frozenset(),
-    ) -> list[SSEEvent]:
-        """A user's retained events (with broadcasts): all, from a time, or after an event id."""
-        if isinstance(since, UUID):
-            return (await self.replay(user_id, since, categories)).events
-        start_ms = 0 if since is None else int(since.timestamp() * 1000)
-        return (await self.since(user_id, start_ms, categories)).events
 
     async def since(
         self,
@@ -208,4 +192,4 @@ class RetentionReader:
 
     async def _scan(self, pattern: str) -> AsyncIterator[str]:
         async for key in self._redis.scan_iter(match=pattern, count=500, _type="STREAM"):
-            yield key.decode() if isinstance(key, bytes) else key
+            yield as_text(key)

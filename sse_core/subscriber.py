@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
 from redis.asyncio.cluster import RedisCluster
-from redis.backoff import ExponentialWithJitterBackoff
 
 from sse_core.cancellation import checked
 from sse_core.categories import SSEEventCategory, validate_categories
@@ -20,8 +18,13 @@ from sse_core.cluster_hub import Hub, hub_for
 from sse_core.connection import RedisClient
 from sse_core.events import SSEEvent
 from sse_core.handover import HandOver
-from sse_core.hub import CONNECTION_ERRORS, ConnectionStatus, Subscription
-from sse_core.ids import parse_event_id, parse_user_id, uuid7_time_ms
+from sse_core.hub import (
+    CONNECTION_ERRORS,
+    ConnectionStatus,
+    Subscription,
+    reconnect_backoff,
+)
+from sse_core.ids import epoch_ms, parse_event_id, parse_user_id, uuid7_time_ms
 from sse_core.keys import SSEChannelKeys
 from sse_core.mailbox import OVERFLOW, RESUME, RESYNC, Signal
 from sse_core.replay import Position, Replay
@@ -102,7 +105,7 @@ class RedisSSESubscriber:
             self._count_malformed,
             ttl_ms=retention_ttl_seconds * 1000,
         )
-        self._backoff = ExponentialWithJitterBackoff(cap=10.0, base=0.05)
+        self._backoff = reconnect_backoff()
         if isinstance(redis_client, RedisCluster):
             require_cluster_layout(self.retention.layout)
 
@@ -178,6 +181,10 @@ class RedisSSESubscriber:
     def _count_malformed(self) -> None:
         self.stats.malformed += 1
 
+    async def retained_users(self) -> list[UUID]:
+        """Users that have retained events (``SCAN``, never ``KEYS``): who there is to watch."""
+        return await self.retention.users()
+
     def connection_status(self) -> ConnectionStatus:
         """State of the shared pub/sub connection (for status displays)."""
         return hub_for(self._redis, self._log).status()
@@ -213,7 +220,7 @@ class RedisSSESubscriber:
         if last is not None:
             anchor_ms = uuid7_time_ms(last)
         else:
-            anchor_ms = since_ms if since_ms is not None else time.time_ns() // 1_000_000
+            anchor_ms = since_ms if since_ms is not None else epoch_ms()
         lasts: list[SSEEvent | None] = [None] * len(channels)
         latest: SSEEvent | None = None
         handover = HandOver()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.cli import build_parser, main, package_version
-from sse_core.demo import DEMO_USERS
+from dashboard.demo import DEMO_USERS
 from sse_core.settings import SSESettings
 from tests.support.redis_server import RedisServer
 

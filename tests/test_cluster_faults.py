@@ -83,7 +83,7 @@ async def run_with_traffic(
             return want <= {i.event_id for i in c.items if isinstance(i, SSEEvent)}
 
         with contextlib.suppress(AssertionError):
-            await eventually(arrived, timeout=30)
+            await eventually(arrived, within=30)
     return collectors, publisher, {e.event_id for e in warm}
 
 
@@ -245,7 +245,7 @@ async def test_a_silent_connection_is_replaced_by_the_liveness_probe(
     link = hub._links[node]
     link.leaving.update([*link.channels, link.probe_channel])
     await link.connection.send_command("SUNSUBSCRIBE")
-    await eventually(lambda: hub.reconnects >= 1, timeout=10)
+    await eventually(lambda: hub.reconnects >= 1, within=10)
     e = event(user, 1)
     assert await publisher.publish(e)
     assert await collector.wait_for(1) == [e]

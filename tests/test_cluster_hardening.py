@@ -27,7 +27,6 @@ from tests.support.sse_http import (
     new_secret,
     open_read_first_chunk_close,
     tornado_server,
-    wait_until,
 )
 from tests.support.streams import Collector, eventually
 
@@ -60,7 +59,7 @@ async def test_consumers_cancelled_anywhere_in_attach_leave_nothing_on_the_clust
             assert done, f"a consumer cancelled {steps} steps into attach never finished"
             assert task.cancelled()
             await stream.aclose()
-    await eventually(lambda: subscriber.connection_status().subscriptions == 1, timeout=5)
+    await eventually(lambda: subscriber.connection_status().subscriptions == 1, within=5)
     await eventually(lambda: not _ours(redis_cluster, users))
     await keeper.stop()
     hub = hub_for(cluster_client)
@@ -122,8 +121,8 @@ async def test_fast_disconnects_from_events_leave_no_shard_channel(
             path = f"/events?token={signer.mint(user, 300)}"
             first = await open_read_first_chunk_close(base, path)
             assert first.startswith(b"HTTP/1.1 200")
-        await wait_until(lambda: hub_subscriptions(cluster_client) == 0, what="every detach")
-        await wait_until(lambda: not _ours(redis_cluster, users), what="no shard channel left")
+        await eventually(lambda: hub_subscriptions(cluster_client) == 0, what="every detach")
+        await eventually(lambda: not _ours(redis_cluster, users), what="no shard channel left")
         assert hub_for(cluster_client).status().state is ConnectionState.IDLE
 
 

@@ -16,8 +16,9 @@ from sse_core.categories import SSEEventCategory
 from sse_core.http import TokenSigner
 from sse_core.keys import SSEChannelKeys
 from sse_core.publisher import RedisSSEPublisher
+from tests.support.polling import eventually
 from tests.support.redis_cluster import LocalCluster
-from tests.support.sse_http import new_secret, wait_until
+from tests.support.sse_http import new_secret
 from tests.test_dashboard_browser import column, counts, event, stat
 from tests.test_http_dashboard import start_dashboard
 
@@ -46,7 +47,7 @@ async def test_serve_on_a_cluster_in_chromium_and_over_events(
         await connected.wait_for(timeout=30_000)  # the pub/sub status, from the cluster hub
         label = page.locator("code", has_text="(Redis Cluster)")  # the status bar's Redis label
         assert await label.count() == 1
-        await wait_until(
+        await eventually(
             lambda: redis_cluster.shard_subscribers(KEYS.user_channel(viewer)) >= 1,
             within=30,
             what="the dashboard's SSUBSCRIBE",
@@ -61,7 +62,7 @@ async def test_serve_on_a_cluster_in_chromium_and_over_events(
         async def counted() -> bool:
             return await counts(page) == expected
 
-        await wait_until(counted, within=30, what="per-category counts")
+        await eventually(counted, within=30, what="per-category counts")
         assert await stat(page, "total") == "4"
         feed = await column(page, "live-feed", "event_id")
         assert feed == [str(e.event_id) for e in reversed([*shown, shared])]
@@ -83,7 +84,7 @@ async def test_serve_on_a_cluster_in_chromium_and_over_events(
                     continue
                 got.append(sse.id)
                 if len(got) == 1:
-                    await wait_until(
+                    await eventually(
                         lambda: redis_cluster.shard_subscribers(KEYS.user_channel(reader)),
                         within=30,
                         what="the endpoint's SSUBSCRIBE",

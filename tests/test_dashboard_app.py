@@ -7,8 +7,6 @@ loop, consumes through sse_core on fakeredis, and stops on ``stop()``.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from uuid import UUID, uuid4
 
@@ -18,10 +16,11 @@ from fakeredis import FakeAsyncRedis
 from dashboard import Dashboard
 from dashboard.backend import Backend
 from dashboard.controls import UserPicker, format_category_query, parse_category_query
+from dashboard.demo import DEMO_USERS
 from dashboard.replay_panel import ReplayPanel
 from dashboard.views import render_category_counts, render_stats, render_status
 from sse_core.categories import SSEEventCategory
-from sse_core.demo import DEMO_USERS
+from sse_core.cluster_hub import connection_status
 from sse_core.events import SSEEvent
 from sse_core.hub import ConnectionState, ConnectionStatus
 from sse_core.ids import uuid7
@@ -29,24 +28,12 @@ from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import EVENT_REGISTRY, SSEEventType
 from sse_core.replay import Replay
 from sse_core.subscriber import SubscriberStats
+from tests.support.polling import eventually
 
 T = TypeVar("T")
 TYPE_OF: dict[SSEEventCategory, SSEEventType] = {}
 for _event_type, _info in EVENT_REGISTRY.items():
     TYPE_OF.setdefault(_info.category, _event_type)
-
-
-async def eventually(probe: Callable[[], T | Awaitable[T]], what: str, within: float = 10) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def event(user: UUID, category: SSEEventCategory, **data: object) -> SSEEvent:
@@ -104,9 +91,9 @@ def test_user_picker_lists_named_users_first_and_never_picks_by_itself() -> None
 
 
 def test_stats_render_exact_values_and_warn_on_losses() -> None:
-    from dashboard.state import Frame
+    from dashboard.state import Tick
 
-    frame = Frame(
+    tick = Tick(
         changed=True,
         total=12345,
         counts={},
@@ -117,7 +104,7 @@ def test_stats_render_exact_values_and_warn_on_losses() -> None:
         newest_event_id=None,
         gaps=0,
     )
-    html = render_stats(frame, SubscriberStats(malformed=2, dropped=0), paused=True)
+    html = render_stats(tick, SubscriberStats(malformed=2, dropped=0), paused=True)
     assert '<span class="number">12,345</span>' in html
     assert "4,321.1" in html
     assert "1.2 min" in html
@@ -191,7 +178,7 @@ async def test_embedded_dashboard_is_alive_and_stops() -> None:
     try:
         assert dash.running
         assert dash.backend.demo_running
-        await eventually(lambda: dash.state.total > 0 and dash.updates > 0, "demo events")
+        await eventually(lambda: dash.state.total > 0 and dash.updates > 0, what="demo events")
     finally:
         await dash.aclose()
     assert not dash.backend.demo_running
@@ -204,12 +191,14 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
     dash = Dashboard(redis_client=fake_redis, user_id=first)
     try:
         assert not dash.backend.demo_running
-        await eventually(lambda: 'data-connection="connected"' in dash.views.status.object, "live")
+        await eventually(
+            lambda: 'data-connection="connected"' in dash.views.status.object, what="live"
+        )
         await publisher.publish_many(
             [event(first, SSEEventCategory.AI), event(first, SSEEventCategory.IMPORT)]
         )
-        await eventually(lambda: dash.state.total == 2, "two events")
-        old_task = dash._consumer
+        await eventually(lambda: dash.state.total == 2, what="two events")
+        old_task = dash.live._consumer
 
         dash.param.update(user=str(second), categories="import")
         assert old_task is not None
@@ -217,7 +206,9 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
         assert old_task.cancelled()
         assert dash.state.total == 0  # a fresh view for the new selection
         assert dash.category_filter.value == ["import"]
-        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, "one sub")
+        await eventually(
+            lambda: connection_status(dash.backend.client).subscriptions == 1, what="one sub"
+        )
         await publisher.publish_many(
             [
                 event(second, SSEEventCategory.AI),
@@ -225,7 +216,7 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
                 event(first, SSEEventCategory.IMPORT),
             ]
         )
-        await eventually(lambda: dash.state.total == 1, "the filtered event")
+        await eventually(lambda: dash.state.total == 1, what="the filtered event")
         await asyncio.sleep(0.3)
         assert dash.state.counts[SSEEventCategory.IMPORT] == 1
         assert dash.state.total == 1
@@ -233,7 +224,7 @@ async def test_counts_filters_and_resubscription(fake_redis: FakeAsyncRedis) -> 
         assert list(rows["category"]) == ["import"]
     finally:
         await dash.aclose()
-    assert dash._probe.connection_status().subscriptions == 0
+    assert connection_status(dash.backend.client).subscriptions == 0
 
 
 async def test_pause_freezes_the_view_but_keeps_counting(fake_redis: FakeAsyncRedis) -> None:
@@ -241,16 +232,18 @@ async def test_pause_freezes_the_view_but_keeps_counting(fake_redis: FakeAsyncRe
     publisher = RedisSSEPublisher(fake_redis, enable_retention=True)
     dash = Dashboard(redis_client=fake_redis, user_id=user)
     try:
-        await eventually(lambda: dash._probe.connection_status().subscriptions == 1, "sub")
+        await eventually(
+            lambda: connection_status(dash.backend.client).subscriptions == 1, what="sub"
+        )
         dash.pause.value = True
         assert dash.paused
         assert dash.pause.label == "Resume"
         await publisher.publish_many([event(user, SSEEventCategory.SECURITY) for _ in range(3)])
-        await eventually(lambda: dash.state.total == 3, "counted while paused")
+        await eventually(lambda: dash.state.total == 3, what="counted while paused")
         await asyncio.sleep(0.3)
         assert len(dash.views.feed.table.value) == 0  # the view did not move
         dash.pause.value = False
-        await eventually(lambda: len(dash.views.feed.table.value) == 3, "the view catching up")
+        await eventually(lambda: len(dash.views.feed.table.value) == 3, what="the view catching up")
         assert 'data-category="security" data-count="3"' in dash.views.category_counts.object
     finally:
         await dash.aclose()

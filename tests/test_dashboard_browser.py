@@ -12,7 +12,7 @@ import csv
 import json
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -28,11 +28,11 @@ from sse_core.keys import SSEChannelKeys
 from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import EVENT_REGISTRY, SSEEventType
 from tests.support.dashboard import DashboardProcess
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.timeout(120)]
 
-DEADLINE = 20.0
 KEYS = SSEChannelKeys()
 TYPE_OF: dict[SSEEventCategory, SSEEventType] = {}
 for _event_type, _info in EVENT_REGISTRY.items():
@@ -56,15 +56,6 @@ def dashboard_server(
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1500, "height": 1200})
     page = await context.new_page()
@@ -78,22 +69,6 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    what: str,
-    within: float = DEADLINE,
-) -> T:
-    deadline = time.monotonic() + within
-    value = await probe()
-    while not accept(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.1)
-        value = await probe()
-    return value
 
 
 def event(user: UUID, category: SSEEventCategory, **data: Any) -> SSEEvent:

@@ -77,16 +77,16 @@ def test_drain_without_new_items_reports_no_change() -> None:
 
 
 def test_one_frame_per_drain_whatever_the_rate() -> None:
-    """Ten thousand events between two ticks fold into one frame with exact counts."""
+    """Ten thousand events between two flushes fold into one tick with exact counts."""
     clock = FakeClock()
     state = make_state(clock, feed_size=20)
     for index in range(10_000):
         state.add(event(CATEGORIES[index % len(CATEGORIES)]))
     assert state.pending == 20  # the buffer holds only what the feed can show
-    frame = state.drain()
-    assert frame.total == 10_000
-    assert frame.new_rows == 20
-    assert all(count in (1666, 1667) for count in frame.counts.values())
+    tick = state.drain()
+    assert tick.total == 10_000
+    assert tick.new_rows == 20
+    assert all(count in (1666, 1667) for count in tick.counts.values())
     assert state.pending == 0
 
 
@@ -99,9 +99,9 @@ def test_feed_is_newest_first_and_bounded() -> None:
     state.drain()
     for item in events[2:]:
         state.add(item)
-    frame = state.drain()
+    tick = state.drain()
     assert [row.event_id for row in state.feed] == [str(e.event_id) for e in events[:1:-1]]
-    assert frame.newest_event_id == str(events[-1].event_id)
+    assert tick.newest_event_id == str(events[-1].event_id)
     assert state.feed[0].summary == "n=4"
     assert state.feed[0].category == "import"
     assert state.feed[0].event_type == TYPE_OF[SSEEventCategory.IMPORT].value
@@ -113,9 +113,9 @@ def test_gaps_are_counted_and_marked_in_the_feed() -> None:
     before = event(SSEEventCategory.AI)
     state.add(before)
     state.add(StreamGap("lagged", before.event_id))
-    frame = state.drain()
-    assert frame.gaps == 1
-    assert frame.total == 1  # a gap is not an event
+    tick = state.drain()
+    assert tick.gaps == 1
+    assert tick.total == 1  # a gap is not an event
     marker = state.feed[0]
     assert marker.category == GAP_CATEGORY
     assert "lagged" in marker.event_type
@@ -278,16 +278,16 @@ def test_back_filled_history_lands_in_the_buckets_of_its_own_time() -> None:
     history = [at(SSEEventCategory.AI, opened_ms - s * 1000 - 500) for s in (50, 50, 10)]
     for item in history:
         state.add(item)
-    frame = state.drain()
-    assert frame.redraw  # history arrived: charts redraw whole
-    assert frame.total == 3
-    assert frame.counts[SSEEventCategory.AI] == 3
-    assert frame.added == {}  # not live
+    tick = state.drain()
+    assert tick.redraw  # history arrived: charts redraw whole
+    assert tick.total == 3
+    assert tick.counts[SSEEventCategory.AI] == 3
+    assert tick.added == {}  # not live
     totals = {p.time_ms: p.total for p in state.rate_history if p.total}
     assert totals == {opened_ms - 50_000: 2.0, opened_ms - 10_000: 1.0}
-    assert frame.seconds_since_last == pytest.approx(10.5)  # a quiet user is not "—"
-    assert frame.coverage is not None
-    assert frame.coverage.complete
+    assert tick.seconds_since_last == pytest.approx(10.5)  # a quiet user is not "—"
+    assert tick.coverage is not None
+    assert tick.coverage.complete
 
     live = event(SSEEventCategory.AI)  # now (later than the view opened): live, by arrival
     state.add(live)
@@ -317,9 +317,9 @@ def test_failures_are_counted_in_the_window_with_a_per_minute_rate() -> None:
     fine = at(SSEEventCategory.DATA_SYNC, opened - 10_000, SSEEventType.SYNC_ACCOUNTS_COMPLETED)
     for item in [*failed, fine]:
         state.add(item)
-    frame = state.drain()
-    assert (frame.total, frame.failures) == (4, 3)
-    assert frame.failures_per_minute == pytest.approx(3 / 5)  # the window is covered: 5 min
+    tick = state.drain()
+    assert (tick.total, tick.failures) == (4, 3)
+    assert tick.failures_per_minute == pytest.approx(3 / 5)  # the window is covered: 5 min
     assert [row.severity for row in state.feed] == ["info", "failure", "failure", "failure"]
 
 
@@ -329,13 +329,13 @@ def test_a_resume_gap_means_retention_did_not_reach_the_window_start() -> None:
     oldest = state.live_from_ms - 240_000
     state.add(StreamGap("resume", None))
     state.add(at(SSEEventCategory.AI, oldest))
-    frame = state.drain()
-    assert frame.gaps == 0  # not a gap in the stream: a limit of the history
+    tick = state.drain()
+    assert tick.gaps == 0  # not a gap in the stream: a limit of the history
     assert [row.event_type for row in state.feed] == [TYPE_OF[SSEEventCategory.AI].value]
-    assert frame.coverage is not None
-    assert not frame.coverage.complete
-    assert frame.coverage.history_from_ms == oldest
-    assert frame.coverage.history_seconds == pytest.approx(240)
+    assert tick.coverage is not None
+    assert not tick.coverage.complete
+    assert tick.coverage.history_from_ms == oldest
+    assert tick.coverage.history_seconds == pytest.approx(240)
 
 
 def test_feed_rows_keep_the_whole_event_and_search_its_payload() -> None:

@@ -10,8 +10,7 @@ sentinel must stay unset, no dialog may open, and the payload must be *shown* as
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TypeVar
 from urllib.parse import quote
 from uuid import UUID, uuid4
@@ -25,6 +24,7 @@ from sse_core.keys import SSEChannelKeys
 from sse_core.publisher import RedisSSEPublisher
 from sse_core.registry import SSEEventType
 from tests.support.dashboard import DashboardProcess
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.timeout(180)]
@@ -32,7 +32,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.timeout(180)]
 PAYLOAD = '<img src=x onerror="window.__xss=1;alert(1)">'
 SCRIPT = "<script>window.__xss=2</script>"
 SVG = '<svg onload="window.__xss=3"></svg>'
-DEADLINE = 20.0
 T = TypeVar("T")
 
 
@@ -45,15 +44,6 @@ def dashboard_server(
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 class Watched:
@@ -82,19 +72,6 @@ async def watched(browser: Browser) -> AsyncIterator[Watched]:
         yield Watched(page)
     finally:
         await context.close()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], what: str
-) -> T:
-    deadline = time.monotonic() + DEADLINE
-    value = await probe()
-    while not accept(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.1)
-        value = await probe()
-    return value
 
 
 def hostile_event(user: UUID, step: int) -> SSEEvent:

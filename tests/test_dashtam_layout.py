@@ -18,9 +18,9 @@ from sse_core import RedisSSEPublisher, RedisSSESubscriber, SSEEvent, SSESetting
 from sse_core.frames import events_to_frame, load_events
 from sse_core.keys import DashtamChannelKeys
 from sse_core.layouts import get_layout
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.seed_app import SeedEvent, SeedPublisher, raw_entries, uuid7_like
-from tests.support.sse_http import wait_until
 from tests.test_notebooks import ROOT, _execute, _kernel_env, _keys_under
 
 pytestmark = pytest.mark.redis
@@ -195,7 +195,7 @@ async def test_live_delivery_reads_the_seed_channels(
         return got
 
     task = asyncio.ensure_future(take(5))
-    await wait_until(
+    await eventually(
         lambda: _numsub(redis_client, KEYS.user_channel(user)), what="the seed channel"
     )
     await redis_client.execute_command("PUBLISH", KEYS.user_channel(user), "{not json")

@@ -20,9 +20,10 @@ from redis.asyncio import Redis
 
 from sse_core.categories import SSEEventCategory
 from sse_core.registry import EVENT_REGISTRY
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.seed_app import SeedEvent, SeedPublisher, access_token
-from tests.support.sse_http import new_secret, wait_until
+from tests.support.sse_http import new_secret
 from tests.test_http_dashboard import start_dashboard
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
@@ -42,15 +43,6 @@ async def dashboard(redis_server: RedisServer) -> AsyncIterator[str]:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 15)
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def subscribed(redis: Redis, user: UUID) -> bool:
@@ -115,7 +107,7 @@ async def test_dashboard_counts_what_the_seed_publishes(
     try:
         await page.goto(f"{dashboard}/?user={user}")
         await page.locator("[data-stat=total]").wait_for()
-        await wait_until(lambda: subscribed(redis, user), within=30, what="the seed channel")
+        await eventually(lambda: subscribed(redis, user), within=30, what="the seed channel")
         seed = SeedPublisher(redis)
         sent = [
             SeedEvent(TYPE_OF[category], user, {"n": n})

@@ -29,12 +29,12 @@ from sse_core import (
 from sse_core.http import TokenSigner
 from sse_core.http.tornado import event_routes
 from sse_core.hub import SubscriptionHub
+from tests.support.polling import eventually
 from tests.support.sse_http import (
     hub_subscriptions,
     new_secret,
     open_read_first_chunk_close,
     tornado_server,
-    wait_until,
 )
 from tests.support.streams import Collector, wait_subscribed
 
@@ -80,17 +80,19 @@ async def test_fast_disconnects_from_events_leave_no_channel_subscribed(redis: R
             )
             assert first.startswith(b"HTTP/1.1 200")
         # Before the fix: ~all 200 stayed subscribed, each stream waiting for an event forever.
-        await wait_until(lambda: hub_subscriptions(redis) == 0, within=10, what="every detach")
+        await eventually(lambda: hub_subscriptions(redis) == 0, within=10, what="every detach")
         assert await _server_channels(redis, users) == []
         assert await _settled_numsub(redis, users) == 0
-        assert SubscriptionHub.for_client(redis).status().state is ConnectionState.IDLE
+        # The connection is released by the hub's own task, a moment after the last detach.
+        hub = SubscriptionHub.for_client(redis)
+        await eventually(lambda: hub.status().state is ConnectionState.IDLE, what="an idle hub")
 
 
 async def test_consumers_cancelled_anywhere_in_attach_leave_nothing(redis_client: Redis) -> None:
     """Cancel at every loop iteration of the attach (0..11 steps in), many times over."""
     subscriber = RedisSSESubscriber(redis_client)
     keeper = Collector(subscriber.stream(uuid4()))  # keeps the shared connection open
-    await wait_until(lambda: subscriber.connection_status().subscriptions == 1)
+    await eventually(lambda: subscriber.connection_status().subscriptions == 1)
     users: list[UUID] = []
     for steps in range(12):
         for _ in range(10):
@@ -106,10 +108,10 @@ async def test_consumers_cancelled_anywhere_in_attach_leave_nothing(redis_client
             assert done, f"a consumer cancelled {steps} steps into attach never finished"
             assert task.cancelled()
             await stream.aclose()
-    await wait_until(lambda: subscriber.connection_status().subscriptions == 1, within=5)
+    await eventually(lambda: subscriber.connection_status().subscriptions == 1, within=5)
     assert await _settled_numsub(redis_client, users) == 0
     await keeper.stop()
-    await wait_until(lambda: subscriber.connection_status().state is ConnectionState.IDLE)
+    await eventually(lambda: subscriber.connection_status().state is ConnectionState.IDLE)
     assert await _server_channels(redis_client, users) == []
 
 
@@ -136,7 +138,7 @@ async def _cancel_during_subscribe(
     done, _ = await asyncio.wait({task}, timeout=5)
     assert done
     assert task.cancelled()
-    await wait_until(lambda: subscriber.connection_status().state is ConnectionState.IDLE)
+    await eventually(lambda: subscriber.connection_status().state is ConnectionState.IDLE)
     assert await _settled_numsub(redis, [user]) == 0
 
 
@@ -193,7 +195,7 @@ async def test_a_channel_whose_unsubscribe_was_lost_is_unsubscribed_when_it_spea
     async def unsubscribed() -> bool:
         return await _numsub(redis_client, [gone_user]) == 0
 
-    await wait_until(unsubscribed, what="the hub to unsubscribe the unwanted channel")
+    await eventually(unsubscribed, what="the hub to unsubscribe the unwanted channel")
     await keeper.stop()
 
 
@@ -205,12 +207,12 @@ async def test_a_reconnect_does_not_restore_a_channel_nobody_wants(
     keeper = Collector(subscriber.stream(kept_user))
     gone_user = await _leave_with_a_lost_unsubscribe(redis_client, subscriber, monkeypatch)
     await redis_client.client_kill_filter(_type="pubsub")
-    await wait_until(lambda: subscriber.connection_status().reconnects >= 1, what="reconnect")
+    await eventually(lambda: subscriber.connection_status().reconnects >= 1, what="reconnect")
     # redis-py restored every channel it still listed; the hub unsubscribed the unwanted one.
 
     async def settled() -> bool:
         counts = [await _numsub(redis_client, [u]) for u in (kept_user, gone_user)]
         return counts == [1, 0]
 
-    await wait_until(settled, what="only the wanted channel subscribed after the reconnect")
+    await eventually(settled, what="only the wanted channel subscribed after the reconnect")
     await keeper.stop()

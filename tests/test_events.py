@@ -1,4 +1,5 @@
-"""Pure domain rules: categories, registry, ids, the event model and its wire form."""
+"""Pure domain rules: categories, registry, ids, keys and the event model (its wire form is in
+tests/test_wire.py)."""
 
 from __future__ import annotations
 
@@ -153,38 +154,6 @@ def test_from_dict_missing_field_is_a_key_error_naming_it(field: str) -> None:
     del payload[field]
     with pytest.raises(KeyError, match=field):
         SSEEvent.from_dict(payload)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        {"error": "a\nb\r\nc"},
-        {"unicode": "日本語 \u2028 é", "null": None, "list": [1, 2.5, True], "nested": {"k": {}}},
-        {},
-    ],
-)
-def test_sse_format_is_the_seeds_bytes_payload_only(data: dict[str, object]) -> None:
-    event = SSEEvent(event_type="sync.accounts.failed", user_id=uuid4(), data=data)
-    # The seed's to_sse_format, written out: id, event, data = json.dumps(payload), blank line.
-    seed = "\n".join(
-        [f"id: {event.event_id}", "event: sync.accounts.failed", f"data: {json.dumps(data)}", ""]
-    )
-    assert event.to_sse_format() == seed + "\n"
-    assert json.loads(event.to_sse_format().split("\n")[2][len("data: ") :]) == data
-
-
-def test_sse_format_envelope_is_opt_in() -> None:
-    event = SSEEvent(event_type="ai.response.chunk", user_id=uuid4(), data={"n": 1})
-    lines = event.to_sse_format(envelope=True)[:-2].split("\n")
-    assert lines[:2] == [f"id: {event.event_id}", "event: ai.response.chunk"]
-    assert SSEEvent.from_dict(json.loads(lines[2][len("data: ") :])) == event
-
-
-def test_sse_format_data_json_cannot_encode_is_made_json_safe() -> None:
-    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    event = SSEEvent(event_type="ai.response.chunk", user_id=uuid4(), data={"at": when})
-    data = event.to_sse_format().split("\n")[2][len("data: ") :]
-    assert json.loads(data) == {"at": "2026-01-02T03:04:05Z"}
 
 
 def test_keys_share_a_hash_tag_per_user_and_parse_back() -> None:

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from dashboard.demo import BROADCAST_USER, DEMO_USERS, DemoTraffic
 from sse_core import (
     RedisSSEPublisher,
     RedisSSESubscriber,
@@ -28,7 +29,6 @@ from sse_core import (
     SSEEventType,
     uuid7,
 )
-from sse_core.demo import BROADCAST_USER, DEMO_USERS, DemoTraffic
 from sse_core.frames import (
     COMPLETE_ATTR,
     EVENT_COLUMNS,

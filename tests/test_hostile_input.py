@@ -45,8 +45,9 @@ from sse_core.codec import (
 )
 from sse_core.http import STREAM_RESET, TokenSigner
 from sse_core.http.tornado import event_routes
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
-from tests.support.sse_http import hub_subscriptions, new_secret, tornado_server, wait_until
+from tests.support.sse_http import hub_subscriptions, new_secret, tornado_server
 
 KEYS = SSEChannelKeys()
 TYPES = [t.value for t in SSEEventType]
@@ -272,7 +273,7 @@ async def _run(url: str, decode: bool, user: UUID, ops: list[SSEEvent | Poison])
             http_reader = asyncio.ensure_future(
                 _read_sse(http, http_live, lambda: str(sentinel.event_id) in http_live, resets)
             )
-            await wait_until(lambda: hub_subscriptions(redis) == 2, what="both subscribed")
+            await eventually(lambda: hub_subscriptions(redis) == 2, what="both subscribed")
             done = asyncio.Event()
             replaying = asyncio.ensure_future(replay_while_writing(done))
             for op in ops:

@@ -19,7 +19,8 @@ from tornado.web import RequestHandler
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import TokenSigner
 from sse_core.http.tornado import event_routes
-from tests.support.sse_http import channel_subscribers, new_secret, tornado_server, wait_until
+from tests.support.polling import eventually
+from tests.support.sse_http import channel_subscribers, new_secret, tornado_server
 
 pytestmark = [pytest.mark.redis, pytest.mark.browser]
 
@@ -60,12 +61,12 @@ async def test_eventsource_reconnects_with_last_event_id_and_misses_nothing(
     async with tornado_server(routes) as base:
         page = await browser.new_page()
         await page.goto(f"{base}/?token={token}")
-        await wait_until(lambda: page.evaluate("window.opens >= 1"), what="EventSource open")
-        await wait_until(lambda: channel_subscribers(redis, USER), what="SUBSCRIBE")
+        await eventually(lambda: page.evaluate("window.opens >= 1"), what="EventSource open")
+        await eventually(lambda: channel_subscribers(redis, USER), what="SUBSCRIBE")
         for e in events:  # published steadily, also while the browser is reconnecting
             await publisher.publish(e)
             await asyncio.sleep(0.02)
-        await wait_until(
+        await eventually(
             lambda: page.evaluate(f"window.received.length >= {len(events)}"),
             within=30,
             what="all events in the page",

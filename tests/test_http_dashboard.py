@@ -16,8 +16,9 @@ from redis.asyncio import Redis
 
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType
 from sse_core.http import TokenSigner
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer, free_port
-from tests.support.sse_http import channel_subscribers, new_secret, wait_until
+from tests.support.sse_http import channel_subscribers, new_secret
 
 pytestmark = pytest.mark.redis
 
@@ -52,7 +53,7 @@ async def start_dashboard(
             return True
 
         try:
-            await wait_until(up, within=60, what="ssewatch serve")
+            await eventually(up, within=60, what="ssewatch serve")
         except BaseException:
             proc.kill()
             raise
@@ -98,7 +99,7 @@ async def test_dashboard_server_serves_the_event_stream(
                         continue
                     got.append(sse.id)
                     if len(got) == 1:
-                        await wait_until(lambda: channel_subscribers(redis, USER), what="SUBSCRIBE")
+                        await eventually(lambda: channel_subscribers(redis, USER), what="SUBSCRIBE")
                         await publisher.publish_many(events[2:])
                     if len(got) == 3:
                         break

@@ -21,26 +21,21 @@ from uuid import UUID
 
 import httpx
 import pytest
-import uvicorn
 from httpx_sse import aconnect_sse
 from redis.asyncio import Redis
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import EventStreamEndpoint, TokenSigner
-from sse_core.http.asgi import event_stream_view
 from sse_core.http.request import RequestRejected, check_stream_request
-from sse_core.http.tornado import event_routes
 from sse_core.subscriber import RedisSSESubscriber
 from tests.support.dashboard import DashboardProcess
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.http_adapters import ADAPTERS, Adapter, serve_endpoint
+from tests.support.polling import eventually
+from tests.support.redis_server import RedisServer
 from tests.support.sse_http import (
     channel_subscribers,
     hub_subscriptions,
     new_secret,
-    tornado_server,
-    wait_until,
 )
 from tests.support.stuck_client import events_request, read_to_eof, stuck_client
 
@@ -71,35 +66,12 @@ def big_event(n: int, user: UUID = ALICE) -> SSEEvent:
 
 
 @asynccontextmanager
-async def tornado_endpoint(
-    redis: Redis, conf: SSESettings
+async def on_port(
+    adapter: Adapter, redis: Redis, conf: SSESettings
 ) -> AsyncIterator[tuple[int, EventStreamEndpoint]]:
-    routes = event_routes(redis, conf)
-    async with tornado_server(routes) as base:
-        yield int(base.rsplit(":", 1)[1]), routes[0][2]["endpoint"]
-
-
-@asynccontextmanager
-async def asgi_endpoint(
-    redis: Redis, conf: SSESettings
-) -> AsyncIterator[tuple[int, EventStreamEndpoint]]:
-    endpoint = EventStreamEndpoint(redis, conf)
-    app = Starlette(routes=[Route("/events", event_stream_view(endpoint))])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started or task.done(), what="uvicorn start")
-    try:
-        yield port, endpoint
-    finally:
-        server.should_exit = True
-        server.force_exit = True
-        await asyncio.wait_for(task, 15)
-
-
-ADAPTERS = {"tornado": tornado_endpoint, "asgi": asgi_endpoint}
+    """The endpoint through ``adapter``; raw-socket clients need its port rather than its URL."""
+    async with serve_endpoint(adapter, redis, conf) as (base, endpoint):
+        yield int(base.rsplit(":", 1)[1]), endpoint
 
 
 async def flood(publisher: RedisSSEPublisher, user: UUID, until: Any, within: float) -> int:
@@ -120,13 +92,13 @@ async def flood(publisher: RedisSSEPublisher, user: UUID, until: Any, within: fl
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_a_client_that_stops_reading_is_closed_after_the_send_timeout(
-    redis: Redis, adapter: str
+    redis: Redis, adapter: Adapter
 ) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
-    async with ADAPTERS[adapter](redis, settings()) as (port, endpoint):
+    async with on_port(adapter, redis, settings()) as (port, endpoint):
         sock = await stuck_client(port, events_request(port, token()))
         try:
-            await wait_until(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
+            await eventually(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
 
             async def released() -> bool:
                 return endpoint.active_streams == 0 and hub_subscriptions(redis) == 0
@@ -148,7 +120,7 @@ async def test_others_keep_receiving_while_one_client_is_stuck(redis: Redis) -> 
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
     conf = settings(send_timeout_seconds=60)  # ALICE stays stuck for the whole test
     async with (
-        tornado_endpoint(redis, conf) as (port, _),
+        on_port("tornado", redis, conf) as (port, _),
         httpx.AsyncClient(timeout=30) as client,
         aconnect_sse(
             client,
@@ -159,8 +131,8 @@ async def test_others_keep_receiving_while_one_client_is_stuck(redis: Redis) -> 
     ):
         sock = await stuck_client(port, events_request(port, token()))
         try:
-            await wait_until(lambda: channel_subscribers(redis, ALICE), what="ALICE subscribed")
-            await wait_until(lambda: channel_subscribers(redis, BOB), what="BOB subscribed")
+            await eventually(lambda: channel_subscribers(redis, ALICE), what="ALICE subscribed")
+            await eventually(lambda: channel_subscribers(redis, BOB), what="BOB subscribed")
             for n in range(60):  # ALICE's buffers fill up after a few of these
                 await publisher.publish(big_event(n))
             bobs = [
@@ -185,18 +157,18 @@ async def test_others_keep_receiving_while_one_client_is_stuck(redis: Redis) -> 
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
-async def test_a_stuck_stream_closes_when_its_token_expires(redis: Redis, adapter: str) -> None:
+async def test_a_stuck_stream_closes_when_its_token_expires(redis: Redis, adapter: Adapter) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
     conf = settings(send_timeout_seconds=120)  # far away: only the expiry can close it
     short = TokenSigner(SECRET).mint(ALICE, ttl_seconds=3)  # whole seconds: valid for 2-3 s
-    async with ADAPTERS[adapter](redis, conf) as (port, endpoint):
+    async with on_port(adapter, redis, conf) as (port, endpoint):
         sock = await stuck_client(port, events_request(port, short))
         try:
-            await wait_until(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
+            await eventually(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
             started = time.monotonic()
             for n in range(60):  # blocks the server's write well before the token expires
                 await publisher.publish(big_event(n))
-            await wait_until(
+            await eventually(
                 lambda: endpoint.active_streams == 0 and hub_subscriptions(redis) == 0,
                 within=20,
                 what="the expired stream to close",
@@ -217,10 +189,10 @@ async def test_a_connections_queue_is_bounded_in_bytes(redis: Redis) -> None:
     events = [big_event(n) for n in range(30)]  # ~1.9 MB, 30 events
     stream = subscriber.stream(ALICE)
     first = asyncio.ensure_future(anext(stream))
-    await wait_until(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
+    await eventually(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
     await publisher.publish_many(events)
     got = [await asyncio.wait_for(first, 10)]
-    await wait_until(lambda: subscriber.stats.dropped > 0, what="the byte bound to drop")
+    await eventually(lambda: subscriber.stats.dropped > 0, what="the byte bound to drop")
     try:
         while len(got) < len(events):
             got.append(await asyncio.wait_for(anext(stream), 10))
@@ -264,10 +236,10 @@ async def test_categories_may_still_repeat(redis: Redis) -> None:
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_user_b_then_user_a_with_as_token_is_400_on_both_adapters(
-    redis: Redis, adapter: str
+    redis: Redis, adapter: Adapter
 ) -> None:
     async with (
-        ADAPTERS[adapter](redis, settings()) as (port, _),
+        on_port(adapter, redis, settings()) as (port, _),
         httpx.AsyncClient(timeout=10) as client,
     ):
         response = await client.get(

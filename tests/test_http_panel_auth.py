@@ -21,8 +21,9 @@ from redis.asyncio import Redis
 
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType
 from sse_core.http import TokenSigner
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer, free_port
-from tests.support.sse_http import channel_subscribers, new_secret, wait_until
+from tests.support.sse_http import channel_subscribers, new_secret
 
 pytestmark = pytest.mark.redis
 
@@ -75,7 +76,7 @@ async def panel_server(redis_server: RedisServer) -> AsyncIterator[str]:
                     return False
                 return True
 
-            await wait_until(up, within=60, what="Panel server")
+            await eventually(up, within=60, what="Panel server")
         yield base
     finally:
         proc.terminate()
@@ -121,7 +122,7 @@ async def test_logged_in_client_with_token_gets_its_events(
             await login(client, panel_server, PASSWORD)
             url = f"{panel_server}/events"
             async with aconnect_sse(client, "GET", url, headers=bearer()) as source:
-                await wait_until(lambda: channel_subscribers(redis, USER), what="SUBSCRIBE")
+                await eventually(lambda: channel_subscribers(redis, USER), what="SUBSCRIBE")
                 await publisher.publish(e)
                 async for sse in source.aiter_sse():
                     if sse.data:

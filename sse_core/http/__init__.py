@@ -13,7 +13,7 @@ from sse_core.http.stream import (
     StreamOptions,
     event_stream,
     render_stream,
-    stream_reset_frame,
+    stream_reset_message,
 )
 from sse_core.http.tokens import StreamToken, TokenError, TokenSecretMissing, TokenSigner
 
@@ -31,5 +31,5 @@ __all__ = [
     "check_stream_request",
     "event_stream",
     "render_stream",
-    "stream_reset_frame",
+    "stream_reset_message",
 ]

@@ -71,7 +71,7 @@ class StreamOptions:
         )
 
 
-def stream_reset_frame(gap: StreamGap) -> str:
+def stream_reset_message(gap: StreamGap) -> str:
     """Tell the client events may be missing after ``after_event_id``: reload, then go on.
 
     It carries no ``id:`` so the client's last event id stays the last event it really got.
@@ -163,7 +163,7 @@ async def render_stream(
             if isinstance(item, _Exhausted):
                 return
             if isinstance(item, StreamGap):
-                yield stream_reset_frame(item)
+                yield stream_reset_message(item)
             else:
                 sent += 1
                 yield _wire.format(item, options.envelope)

@@ -21,6 +21,7 @@ from uuid import UUID
 import jwt
 from pydantic import SecretStr
 
+from sse_core.codec import as_text
 from sse_core.ids import parse_user_id
 from sse_core.settings import HMAC_ALGORITHMS, TOKEN_ALGORITHMS, SSESettings
 
@@ -59,7 +60,7 @@ def _reveal(key: Key) -> str | bytes:
 def _pem(key: Key, name: str) -> str | bytes:
     """PEM text as given, or read from the file a value names (keys usually live in files)."""
     value = _reveal(key)
-    text = value.decode() if isinstance(value, bytes) else value
+    text = as_text(value)
     if "-----BEGIN" in text:
         return value
     path = Path(text.strip()).expanduser()

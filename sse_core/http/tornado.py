@@ -28,11 +28,14 @@ from sse_core.http.endpoint import EventStreamEndpoint
 from sse_core.http.request import RequestRejected, StreamRequest, redact_token
 from sse_core.http.stream import SSE_HEADERS
 from sse_core.http.tokens import TokenSigner
+from sse_core.http.tornado_server import answering_oversized_heads
 from sse_core.settings import SSESettings
 
 log = logging.getLogger(__name__)
 
 Route = tuple[str, type[RequestHandler], dict[str, Any]]
+
+__all__ = ["EventStreamHandler", "answering_oversized_heads", "event_routes"]
 
 
 def event_routes(

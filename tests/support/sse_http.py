@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
@@ -60,22 +59,6 @@ async def tornado_server(routes: list[Any]) -> AsyncIterator[str]:
     finally:
         server.stop()
         await asyncio.wait_for(server.close_all_connections(), 10)
-
-
-async def wait_until(
-    check: Callable[[], bool | Awaitable[bool]], within: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` (sync or async) until it is true; fail after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def hub_subscriptions(redis: RedisClient) -> int:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
+
+from tests.support.polling import eventually
+
+__all__ = ["Collector", "eventually", "wait_subscribed"]
 
 
 class Collector:
@@ -45,24 +49,6 @@ class Collector:
         aclose = getattr(self._source, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool] | bool],
-    timeout: float = 10.0,  # noqa: ASYNC109
-) -> None:
-    """Poll ``check`` until true, failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached within timeout")
-        await asyncio.sleep(0.02)
 
 
 async def wait_subscribed(client: Redis, channel: str, count: int = 1) -> None:

@@ -1,4 +1,6 @@
-"""``GET /events`` on a real Tornado server against the real redis-server, with real clients.
+"""``GET /events``' rules on both adapters, Tornado and ASGI (uvicorn), against the real
+redis-server, with real clients. Adapter-only matters (the ASGI route builder, the runnable
+example) are in tests/test_http_asgi.py.
 
 Clients are ``httpx`` + ``httpx-sse``; where the raw wire matters (the ``retry:`` hint first,
 heartbeat comments) the test reads raw lines.
@@ -9,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from uuid import UUID
 
@@ -22,15 +24,14 @@ from redis.asyncio import Redis
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.request import redact_token
-from sse_core.http.tornado import event_routes
+from tests.support.http_adapters import ADAPTERS, serve_endpoint
+from tests.support.polling import eventually
 from tests.support.sse_http import (
     as_received,
     as_sent,
     channel_subscribers,
     hub_subscriptions,
     new_secret,
-    tornado_server,
-    wait_until,
 )
 
 pytestmark = pytest.mark.redis
@@ -45,7 +46,7 @@ def publisher(redis: Redis) -> RedisSSEPublisher:
     return RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
 
 
-def settings(**overrides: Any) -> SSESettings:
+def sse_settings(**overrides: Any) -> SSESettings:
     values: dict[str, Any] = {"token_secret": SECRET, "retry_ms": 1500, "heartbeat_seconds": 30}
     values.update(overrides)
     return SSESettings(**values)
@@ -59,12 +60,20 @@ def auth(user: UUID = ALICE) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user)}"}
 
 
-@asynccontextmanager
-async def serve(redis: Redis, **kwargs: Any) -> AsyncIterator[tuple[str, EventStreamEndpoint]]:
-    conf = kwargs.pop("settings", None) or settings()
-    routes = event_routes(redis, conf, **kwargs)
-    async with tornado_server(routes) as base:
-        yield base, routes[0][2]["endpoint"]
+Serve = Callable[..., AbstractAsyncContextManager[tuple[str, EventStreamEndpoint]]]
+
+
+@pytest.fixture(params=ADAPTERS)
+def serve(request: pytest.FixtureRequest, redis: Redis) -> Serve:
+    """Opens ``GET /events`` through each adapter in turn: every rule runs on Tornado and ASGI."""
+
+    def open_endpoint(
+        *, settings: SSESettings | None = None, max_events: int | None = None
+    ) -> AbstractAsyncContextManager[tuple[str, EventStreamEndpoint]]:
+        conf = settings or sse_settings()
+        return serve_endpoint(request.param, redis, conf, max_events=max_events)
+
+    return open_endpoint
 
 
 def event(user: UUID = ALICE, kind: SSEEventType = SSEEventType.AI_RESPONSE_CHUNK, **data: Any):
@@ -88,16 +97,16 @@ async def take(source: AsyncIterator[ServerSentEvent], count: int) -> list[Serve
 
 async def live(redis: Redis, user: UUID = ALICE, count: int = 1) -> None:
     """Wait until Redis itself reports the endpoint subscribed (publishing is then safe)."""
-    await wait_until(lambda: channel_subscribers(redis, user), what="SUBSCRIBE")
-    await wait_until(lambda: hub_subscriptions(redis) >= count, what="hub subscription")
+    await eventually(lambda: channel_subscribers(redis, user), what="SUBSCRIBE")
+    await eventually(lambda: hub_subscriptions(redis) >= count, what="hub subscription")
 
 
 async def test_stream_starts_with_retry_then_delivers_live_events(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     sent = [event(step=i) for i in range(3)]
     async with (
-        serve(redis) as (base, _),
+        serve() as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         client.stream("GET", f"{base}/events", headers=auth()) as response,
     ):
@@ -123,10 +132,10 @@ async def test_stream_starts_with_retry_then_delivers_live_events(
         ]
 
 
-async def test_envelope_is_opt_in(redis: Redis, publisher: RedisSSEPublisher) -> None:
+async def test_envelope_is_opt_in(redis: Redis, serve: Serve, publisher: RedisSSEPublisher) -> None:
     e = event(step=1)
     async with (
-        serve(redis, settings=settings(event_envelope=True)) as (base, _),
+        serve(settings=sse_settings(event_envelope=True)) as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         aconnect_sse(client, "GET", f"{base}/events", headers=auth()) as source,
     ):
@@ -138,11 +147,11 @@ async def test_envelope_is_opt_in(redis: Redis, publisher: RedisSSEPublisher) ->
 
 
 async def test_only_the_token_users_events_and_broadcasts_arrive(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     mine, theirs, everyone = event(ALICE, n=1), event(BOB, n=2), event(ALICE, n=3)
     async with (
-        serve(redis) as (base, _),
+        serve() as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         aconnect_sse(client, "GET", f"{base}/events", headers=auth(ALICE)) as source,
     ):
@@ -155,7 +164,7 @@ async def test_only_the_token_users_events_and_broadcasts_arrive(
 
 
 async def test_categories_filter_repeated_and_comma_separated(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     kinds = [
         SSEEventType.SYNC_ACCOUNTS_COMPLETED,  # data_sync
@@ -166,7 +175,7 @@ async def test_categories_filter_repeated_and_comma_separated(
     events = [event(kind=k) for k in kinds]
     url = "/events?categories=ai,security&categories=portfolio"
     async with (
-        serve(redis) as (base, _),
+        serve() as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         aconnect_sse(client, "GET", base + url, headers=auth()) as source,
     ):
@@ -187,9 +196,9 @@ async def test_categories_filter_repeated_and_comma_separated(
     ],
 )
 async def test_bad_input_is_400_json_before_any_stream(
-    redis: Redis, query: str, headers: dict[str, str], parameter: str, mentions: str
+    redis: Redis, serve: Serve, query: str, headers: dict[str, str], parameter: str, mentions: str
 ) -> None:
-    async with serve(redis) as (base, endpoint), httpx.AsyncClient(timeout=10) as client:
+    async with serve() as (base, endpoint), httpx.AsyncClient(timeout=10) as client:
         response = await client.get(f"{base}/events?{query}", headers={**auth(), **headers})
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
@@ -235,10 +244,10 @@ def _alg_none() -> str:
     ids=["none", "basic", "malformed", "other-secret", "forged", "expired", "query-forged"],
 )
 async def test_missing_forged_or_expired_tokens_get_401(
-    redis: Redis, headers: dict[str, str], query: str, error: str
+    redis: Redis, serve: Serve, headers: dict[str, str], query: str, error: str
 ) -> None:
     # Bad parameters too: authentication is checked first and reveals nothing else.
-    async with serve(redis) as (base, _), httpx.AsyncClient(timeout=10) as client:
+    async with serve() as (base, _), httpx.AsyncClient(timeout=10) as client:
         response = await client.get(f"{base}/events?categories=bogus&{query}", headers=headers)
     assert response.status_code == 401
     assert response.json()["error"] == error
@@ -247,10 +256,10 @@ async def test_missing_forged_or_expired_tokens_get_401(
 
 
 async def test_token_in_query_string_works_for_eventsource(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     e = event()
-    async with serve(redis) as (base, _), httpx.AsyncClient(timeout=10) as client:
+    async with serve() as (base, _), httpx.AsyncClient(timeout=10) as client:
         url = f"{base}/events?token={token()}"
         async with aconnect_sse(client, "GET", url) as source:
             await live(redis)
@@ -259,8 +268,10 @@ async def test_token_in_query_string_works_for_eventsource(
     assert got.id == str(e.event_id)
 
 
-async def test_other_users_stream_is_403_and_own_user_param_is_fine(redis: Redis) -> None:
-    async with serve(redis) as (base, _), httpx.AsyncClient(timeout=10) as client:
+async def test_other_users_stream_is_403_and_own_user_param_is_fine(
+    redis: Redis, serve: Serve
+) -> None:
+    async with serve() as (base, _), httpx.AsyncClient(timeout=10) as client:
         denied = await client.get(f"{base}/events?user={BOB}", headers=auth(ALICE))
         async with client.stream("GET", f"{base}/events?user={ALICE}", headers=auth()) as ok:
             status = ok.status_code
@@ -269,18 +280,20 @@ async def test_other_users_stream_is_403_and_own_user_param_is_fine(redis: Redis
     assert status == 200
 
 
-async def test_no_secret_configured_means_503_never_an_open_stream(redis: Redis) -> None:
-    conf = settings(token_secret=None)
-    async with serve(redis, settings=conf) as (base, _), httpx.AsyncClient(timeout=10) as client:
+async def test_no_secret_configured_means_503_never_an_open_stream(
+    redis: Redis, serve: Serve
+) -> None:
+    conf = sse_settings(token_secret=None)
+    async with serve(settings=conf) as (base, _), httpx.AsyncClient(timeout=10) as client:
         response = await client.get(f"{base}/events", headers=auth())
     assert response.status_code == 503
     assert "SSE_TOKEN_SECRET" in response.json()["detail"]
 
 
-async def test_idle_stream_sends_heartbeat_comments(redis: Redis) -> None:
-    conf = settings(heartbeat_seconds=0.1)
+async def test_idle_stream_sends_heartbeat_comments(redis: Redis, serve: Serve) -> None:
+    conf = sse_settings(heartbeat_seconds=0.1)
     async with (
-        serve(redis, settings=conf) as (base, _),
+        serve(settings=conf) as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         client.stream("GET", f"{base}/events", headers=auth()) as response,
     ):
@@ -290,14 +303,14 @@ async def test_idle_stream_sends_heartbeat_comments(redis: Redis) -> None:
 
 
 async def test_resume_replays_missed_events_then_goes_live_without_duplicates(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     before = [event(n=i) for i in range(5)]
     after = [event(n=i) for i in range(5, 8)]
     await publisher.publish_many(before)
     resume = {**auth(), "Last-Event-ID": str(before[1].event_id)}
     decoy = before[3].event_id  # the header must win over the query parameter
-    async with serve(redis) as (base, _), httpx.AsyncClient(timeout=10) as client:
+    async with serve() as (base, _), httpx.AsyncClient(timeout=10) as client:
         url = f"{base}/events?last_event_id={decoy}"
         async with aconnect_sse(client, "GET", url, headers=resume) as source:
             messages = source.aiter_sse()
@@ -309,11 +322,11 @@ async def test_resume_replays_missed_events_then_goes_live_without_duplicates(
 
 
 async def test_first_connection_resumes_from_query_parameter(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     before = [event(n=i) for i in range(3)]
     await publisher.publish_many(before)
-    async with serve(redis) as (base, _), httpx.AsyncClient(timeout=10) as client:
+    async with serve() as (base, _), httpx.AsyncClient(timeout=10) as client:
         url = f"{base}/events?last_event_id={before[0].event_id}"
         async with aconnect_sse(client, "GET", url, headers=auth()) as source:
             got = await take(source.aiter_sse(), 2)
@@ -321,7 +334,7 @@ async def test_first_connection_resumes_from_query_parameter(
 
 
 async def test_stream_reset_when_last_id_is_no_longer_retained(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     old = event(n=0)
     await publisher.publish(old)
@@ -330,7 +343,7 @@ async def test_stream_reset_when_last_id_is_no_longer_retained(
     await publisher.publish(later)
     resume = {**auth(), "Last-Event-ID": str(old.event_id)}
     async with (
-        serve(redis) as (base, _),
+        serve() as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         aconnect_sse(client, "GET", f"{base}/events", headers=resume) as source,
     ):
@@ -342,13 +355,13 @@ async def test_stream_reset_when_last_id_is_no_longer_retained(
 
 
 async def test_resume_with_a_fully_retained_gap_sends_no_reset(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     events = [event(n=i) for i in range(2)]
     await publisher.publish_many(events)
     resume = {**auth(), "Last-Event-ID": str(events[0].event_id)}
     async with (
-        serve(redis) as (base, _),
+        serve() as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         aconnect_sse(client, "GET", f"{base}/events", headers=resume) as source,
     ):
@@ -357,10 +370,12 @@ async def test_resume_with_a_fully_retained_gap_sends_no_reset(
     assert got.id == str(events[1].event_id)
 
 
-async def test_client_disconnect_releases_the_subscription_promptly(redis: Redis) -> None:
+async def test_client_disconnect_releases_the_subscription_promptly(
+    redis: Redis, serve: Serve
+) -> None:
     # Heartbeats are far away: only on_connection_close can notice the client leaving.
-    conf = settings(heartbeat_seconds=3600)
-    async with serve(redis, settings=conf) as (base, endpoint):
+    conf = sse_settings(heartbeat_seconds=3600)
+    async with serve(settings=conf) as (base, endpoint):
         async with httpx.AsyncClient(timeout=10) as client:
             streams = [
                 await client.send(
@@ -368,11 +383,11 @@ async def test_client_disconnect_releases_the_subscription_promptly(redis: Redis
                 )
                 for u in (ALICE, BOB, ALICE)
             ]
-            await wait_until(lambda: hub_subscriptions(redis) == 3, what="3 subscriptions")
+            await eventually(lambda: hub_subscriptions(redis) == 3, what="3 subscriptions")
             assert endpoint.active_streams == 3
             await streams[0].aclose()
         # The hub forgets a subscription first; the stream's own teardown ends a moment later.
-        await wait_until(
+        await eventually(
             lambda: hub_subscriptions(redis) == 0 and endpoint.active_streams == 0,
             within=5,
             what="release",
@@ -382,14 +397,14 @@ async def test_client_disconnect_releases_the_subscription_promptly(redis: Redis
 
 
 async def test_many_connections_share_one_pubsub_connection(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     async def pubsub_clients() -> int:
         return sum(1 for c in await redis.client_list() if int(c.get("sub", 0)) > 0)
 
     e = event(ALICE, n=1)
     async with (
-        serve(redis) as (base, _),
+        serve() as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         aconnect_sse(client, "GET", f"{base}/events", headers=auth(ALICE)) as a1,
         aconnect_sse(client, "GET", f"{base}/events", headers=auth(ALICE)) as a2,
@@ -404,13 +419,13 @@ async def test_many_connections_share_one_pubsub_connection(
 
 
 async def test_response_ends_after_max_events_and_client_can_resume(
-    redis: Redis, publisher: RedisSSEPublisher
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
 ) -> None:
     events = [event(n=i) for i in range(5)]
     await publisher.publish_many(events)
     first = {**auth(), "Last-Event-ID": str(events[0].event_id)}
     async with (
-        serve(redis, max_events=2) as (base, _),
+        serve(max_events=2) as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         aconnect_sse(client, "GET", f"{base}/events", headers=first) as source,
     ):
@@ -422,9 +437,9 @@ async def test_response_ends_after_max_events_and_client_can_resume(
     assert hub_subscriptions(redis) == 0
 
 
-async def test_stream_ends_when_its_token_expires(redis: Redis) -> None:
+async def test_stream_ends_when_its_token_expires(redis: Redis, serve: Serve) -> None:
     short = TokenSigner(SECRET).mint(ALICE, ttl_seconds=2)  # whole seconds: valid for 1-2 s
-    async with serve(redis) as (base, _), httpx.AsyncClient(timeout=10) as client:
+    async with serve() as (base, _), httpx.AsyncClient(timeout=10) as client:
         headers = {"Authorization": f"Bearer {short}"}
         async with aconnect_sse(client, "GET", f"{base}/events", headers=headers) as source:
             messages = await asyncio.wait_for(_drain(source.aiter_sse()), 5)
@@ -445,11 +460,13 @@ def test_access_log_line_hides_query_tokens() -> None:
     assert redact_token("/events?categories=ai") == "/events?categories=ai"
 
 
-async def test_hostile_data_crosses_http_intact(redis: Redis, publisher: RedisSSEPublisher) -> None:
+async def test_hostile_data_crosses_http_intact(
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
+) -> None:
     nasty = "line1\r\nline2\rline3\n\x00 ünï 😀 \u2028 data: fake\n\nid: forged\n" + "x" * 100_000
     e = event(text=nasty, **{"key\nwith\rbreaks": "v"})
     async with (
-        serve(redis) as (base, _),
+        serve() as (base, _),
         httpx.AsyncClient(timeout=10) as client,
         aconnect_sse(client, "GET", f"{base}/events", headers=auth()) as source,
     ):

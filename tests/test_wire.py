@@ -1,4 +1,5 @@
-"""Fuzzing the SSE wire format against a strict parser written from the WHATWG algorithm.
+"""The SSE wire format: fuzzed against a strict parser written from the WHATWG algorithm, and an
+event's form by example (the seed's bytes).
 
 https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import uuid4
 
 import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
@@ -177,3 +180,38 @@ def test_parser_follows_the_spec_on_known_cases() -> None:
     ]
     assert parse_event_stream("retry: 2x\n\n").retry is None
     assert parse_event_stream("data:  two spaces\n\n").events[0].data == " two spaces"
+
+
+# -- an event's wire form, by example ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"error": "a\nb\r\nc"},
+        {"unicode": "日本語 \u2028 é", "null": None, "list": [1, 2.5, True], "nested": {"k": {}}},
+        {},
+    ],
+)
+def test_sse_format_is_the_seeds_bytes_payload_only(data: dict[str, object]) -> None:
+    event = SSEEvent(event_type="sync.accounts.failed", user_id=uuid4(), data=data)
+    # The seed's to_sse_format, written out: id, event, data = json.dumps(payload), blank line.
+    seed = "\n".join(
+        [f"id: {event.event_id}", "event: sync.accounts.failed", f"data: {json.dumps(data)}", ""]
+    )
+    assert event.to_sse_format() == seed + "\n"
+    assert json.loads(event.to_sse_format().split("\n")[2][len("data: ") :]) == data
+
+
+def test_sse_format_envelope_is_opt_in() -> None:
+    event = SSEEvent(event_type="ai.response.chunk", user_id=uuid4(), data={"n": 1})
+    lines = event.to_sse_format(envelope=True)[:-2].split("\n")
+    assert lines[:2] == [f"id: {event.event_id}", "event: ai.response.chunk"]
+    assert SSEEvent.from_dict(json.loads(lines[2][len("data: ") :])) == event
+
+
+def test_sse_format_data_json_cannot_encode_is_made_json_safe() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    event = SSEEvent(event_type="ai.response.chunk", user_id=uuid4(), data={"at": when})
+    data = event.to_sse_format().split("\n")[2][len("data: ") :]
+    assert json.loads(data) == {"at": "2026-01-02T03:04:05Z"}

@@ -18,12 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
-from sse_core.cancellation import checked
-from sse_core.events import SSEEvent
-from sse_core.ids import uuid7
-from sse_core.protocol import SSEPublisherProtocol
-from sse_core.publisher import RedisSSEPublisher
-from sse_core.registry import SSEEventType as T
+from sse_core import SSEEvent, SSEPublisherProtocol, checked, epoch_ms, uuid7
+from sse_core import SSEEventType as T
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +141,11 @@ class DemoTraffic:
         Times follow the same waves as live traffic, so per-minute views of a freshly started
         demo already have a history to show. Returns the number published.
         """
-        now_ms = time.time_ns() // 1_000_000
-        start_ms = now_ms - int(span_seconds * 1000)
+        end_ms = epoch_ms()
+        start_ms = end_ms - int(span_seconds * 1000)
         times: list[int] = []
         while len(times) < count:
-            at_ms = self._rng.randrange(start_ms, now_ms)
+            at_ms = self._rng.randrange(start_ms, end_ms)
             if self._rng.random() < self.burst_factor(at_ms / 1000) / 1.3:
                 times.append(at_ms)
         times.sort()
@@ -164,11 +160,7 @@ class DemoTraffic:
     async def _publish(self, events: list[SSEEvent]) -> None:
         direct = [e for e in events if e.user_id != BROADCAST_USER]
         outcomes: list[tuple[bool, int]] = []
-        if isinstance(self.publisher, RedisSSEPublisher):
-            outcomes.append((await self.publisher.publish_many(direct), len(direct)))
-        else:
-            for event in direct:
-                outcomes.append((await self.publisher.publish(event), 1))
+        outcomes.append((await self.publisher.publish_many(direct), len(direct)))
         for event in events:
             if event.user_id == BROADCAST_USER:
                 outcomes.append((await self.publisher.broadcast(event), 1))

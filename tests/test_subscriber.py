@@ -1,0 +1,236 @@
+"""The subscriber on a real redis-server (both decode_responses modes): live delivery of a user's
+own events and broadcasts, category filtering, clean-up, bad input, slow consumers and malformed
+messages. Replay and resume are in tests/test_replay.py, the shared connection and its faults in
+tests/test_hub_faults.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from redis.asyncio import Redis
+
+from sse_core import (
+    RedisSSEPublisher,
+    RedisSSESubscriber,
+    SSEChannelKeys,
+    SSEEvent,
+    SSEPublisherProtocol,
+    SSESubscriberProtocol,
+    SubscriberLagged,
+)
+from sse_core.mailbox import OVERFLOW, RESYNC, Mailbox
+from tests.support.streams import Collector, eventually, wait_subscribed
+
+KEYS = SSEChannelKeys()
+
+
+def _event(user: UUID, event_type: str = "ai.response.chunk", **data: Any) -> SSEEvent:
+    return SSEEvent(event_type=event_type, user_id=user, data=data)
+
+
+def _pair(client: Redis, **kw: Any) -> tuple[RedisSSEPublisher, RedisSSESubscriber]:
+    retention = kw.pop("enable_retention", True)
+    publisher = RedisSSEPublisher(client, enable_retention=retention, **kw)
+    return publisher, RedisSSESubscriber(client, enable_retention=retention)
+
+
+async def _live(client: Redis, subscriber: RedisSSESubscriber, user: UUID, **kw: Any) -> Collector:
+    collector = Collector(subscriber.subscribe(user, **kw))
+    await wait_subscribed(client, KEYS.user_channel(user))
+    return collector
+
+
+# -- live delivery and filtering -----------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_adapters_satisfy_the_protocols(redis_client: Redis) -> None:
+    publisher, subscriber = _pair(redis_client)
+    assert isinstance(subscriber, SSESubscriberProtocol)
+    assert isinstance(publisher, SSEPublisherProtocol)
+
+
+@pytest.mark.redis
+async def test_subscribe_yields_own_and_broadcast_events_in_order(redis_client: Redis) -> None:
+    publisher, subscriber = _pair(redis_client)
+    alice, bob = uuid4(), uuid4()
+    collector = await _live(redis_client, subscriber, alice)
+    sent = [_event(alice, i=0), _event(bob, i=1), _event(alice, i=2)]
+    await publisher.publish(sent[0])
+    await publisher.publish(sent[1])
+    shout = _event(bob, "provider.disconnected", provider="plaid")
+    await publisher.broadcast(shout)
+    await publisher.publish(sent[2])
+    got = await collector.wait_for(3)
+    assert got == [sent[0], shout, sent[2]]
+    await collector.stop()
+
+
+@pytest.mark.redis
+async def test_category_filter_and_publish_to_users(redis_client: Redis) -> None:
+    publisher, subscriber = _pair(redis_client)
+    user, other = uuid4(), uuid4()
+    collector = await _live(redis_client, subscriber, user, categories=["security"])
+    await publisher.publish(_event(user, "ai.response.chunk"))
+    wanted = _event(uuid4(), "security.login.failed", ip="203.0.113.9")
+    await publisher.publish_to_users([other, user], wanted)
+    assert await collector.wait_for(1) == [wanted]
+    # The same event reached the other user's stream too, in the same round trip.
+    assert (await redis_client.xlen(KEYS.user_stream(other))) == 1
+    await collector.stop()
+
+
+@pytest.mark.redis
+async def test_subscribe_cleans_up_when_cancelled(redis_client: Redis) -> None:
+    _, subscriber = _pair(redis_client)
+    user = uuid4()
+    collector = await _live(redis_client, subscriber, user)
+    await collector.stop()
+    await wait_subscribed(redis_client, KEYS.user_channel(user), count=0)
+    [(_, count)] = await redis_client.pubsub_numsub(KEYS.user_channel(user))
+    assert count == 0
+    assert subscriber.connection_status().subscriptions == 0
+
+
+@pytest.mark.redis
+async def test_invalid_input_raises_value_error_before_subscribing(redis_client: Redis) -> None:
+    _, subscriber = _pair(redis_client)
+    with pytest.raises(ValueError, match="valid categories are"):
+        await anext(subscriber.subscribe(uuid4(), categories=["nope"]))
+    with pytest.raises(ValueError, match="invalid user id"):
+        await anext(subscriber.subscribe("not-a-user"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="UUIDv7"):
+        await subscriber.get_missed_events(uuid4(), uuid4())
+
+
+# -- slow consumers: a bounded mailbox, caught up from retention or told -------------------------
+
+
+async def test_mailbox_overflow_is_signalled_after_queued_items() -> None:
+    box: Mailbox[int] = Mailbox(capacity=3)
+    assert all(box.put(i) for i in range(3))
+    assert not box.put(3)
+    assert not box.put(4)  # still overflowed until drained
+    assert box.dropped == 2
+    assert [await box.get() for _ in range(3)] == [0, 1, 2]
+    assert await box.get() is OVERFLOW
+    assert box.put(5)
+    assert await box.get() == 5
+
+
+async def test_mailbox_signals_are_never_dropped_and_wake_the_consumer() -> None:
+    box: Mailbox[int] = Mailbox(capacity=1)
+    getter = asyncio.create_task(box.get())
+    await asyncio.sleep(0)
+    box.signal(RESYNC)
+    assert await asyncio.wait_for(getter, 1) is RESYNC
+    box.put(1)
+    box.signal(RESYNC)
+    assert [await box.get(), await box.get()] == [1, RESYNC]
+    with pytest.raises(ValueError, match="capacity"):
+        Mailbox(0)
+
+
+@pytest.mark.redis
+async def test_slow_consumer_is_caught_up_from_retention(redis_client: Redis) -> None:
+    publisher = RedisSSEPublisher(redis_client, enable_retention=True)
+    subscriber = RedisSSESubscriber(redis_client, enable_retention=True, queue_size=10)
+    user = uuid4()
+    stream = subscriber.subscribe(user)
+    first = _event(user, i=0)
+    pending = asyncio.ensure_future(anext(stream))
+    await wait_subscribed(redis_client, KEYS.user_channel(user))
+    await publisher.publish(first)
+    assert await asyncio.wait_for(pending, 5) == first
+    burst = [_event(user, i=i) for i in range(1, 101)]
+    await publisher.publish_many(burst)  # the consumer is not reading: its queue overflows
+    await eventually(lambda: subscriber.stats.dropped > 0)
+    got = [await asyncio.wait_for(anext(stream), 5) for _ in range(100)]
+    assert got == burst
+    assert subscriber.stats.recoveries == 1
+    assert subscriber.stats.lagged == 1  # one overflow, caught up
+    await stream.aclose()
+
+
+@pytest.mark.redis
+async def test_slow_consumer_without_retention_is_told(redis_client: Redis) -> None:
+    publisher = RedisSSEPublisher(redis_client)
+    subscriber = RedisSSESubscriber(redis_client, queue_size=5)
+    user = uuid4()
+    stream = subscriber.subscribe(user)
+    pending = asyncio.ensure_future(anext(stream))
+    await wait_subscribed(redis_client, KEYS.user_channel(user))
+    await publisher.publish_many([_event(user, i=i) for i in range(50)])
+    assert (await asyncio.wait_for(pending, 5)).data["i"] == 0
+
+    async def drain() -> None:
+        for _ in range(50):
+            await asyncio.wait_for(anext(stream), 5)
+
+    with pytest.raises(SubscriberLagged, match="fell behind"):
+        await drain()
+    assert subscriber.stats.dropped > 0
+    assert subscriber.stats.lagged == 1
+
+
+@pytest.mark.redis
+async def test_overflow_after_a_stored_foreign_id_is_recovered(redis_client: Redis) -> None:
+    """Regression (second read of the core): recovering from an overflow after a stored event
+    whose id is not a UUIDv7 (another producer's) ended the stream."""
+    publisher = RedisSSEPublisher(redis_client, enable_retention=True)
+    subscriber = RedisSSESubscriber(redis_client, enable_retention=True, queue_size=1)
+    user = uuid4()
+    stream = subscriber.subscribe(user)
+    pending = asyncio.ensure_future(anext(stream))
+    await wait_subscribed(redis_client, KEYS.user_channel(user))
+    first = _event(user)
+    await publisher.publish(first)
+    assert await asyncio.wait_for(pending, 5) == first
+    # SSEEvent refuses foreign ids; another producer writes one anyway (stream and channel).
+    foreign = {
+        "event_id": str(uuid4()),
+        "event_type": "ai.response.chunk",
+        "data": "{}",
+        "occurred_at": first.occurred_at.isoformat(),
+        "user_id": str(user),
+    }
+    burst = [_event(user, i=i) for i in range(10)]
+    await publisher.publish(burst[0])  # queued; the consumer is not reading
+    await redis_client.xadd(KEYS.user_stream(user), foreign)  # type: ignore[arg-type]
+    await redis_client.publish(KEYS.user_channel(user), json.dumps({**foreign, "data": {}}))
+    await publisher.publish_many(burst[1:])  # overflows: recovered from retention
+    await eventually(lambda: subscriber.stats.dropped > 0)
+    try:
+        # Before the fix: "event id ... is not a UUIDv7" from the recovery ended the stream.
+        got = [await asyncio.wait_for(anext(stream), 5) for _ in range(10)]
+    finally:
+        await stream.aclose()
+    assert got == burst
+    assert subscriber.stats.malformed >= 2  # the live copy and the retained one
+
+
+# -- malformed messages --------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_malformed_messages_are_skipped_and_counted(redis_client: Redis) -> None:
+    publisher, subscriber = _pair(redis_client)
+    user = uuid4()
+    collector = await _live(redis_client, subscriber, user)
+    await redis_client.publish(KEYS.user_channel(user), b"{not json")
+    await redis_client.publish(KEYS.user_channel(user), b'{"event_type": "nope"}')
+    good = _event(user)
+    await publisher.publish(good)
+    assert await collector.wait_for(1) == [good]
+    assert subscriber.stats.malformed == 2
+    await redis_client.xadd(KEYS.user_stream(user), {"event_id": "garbage", "data": "{"})
+    after = _event(user)
+    await publisher.publish(after)
+    assert await subscriber.get_missed_events(user, good.event_id) == [after]
+    assert subscriber.stats.malformed == 3
+    await collector.stop()
