@@ -70,7 +70,7 @@ def undecoded_sibling(client: RedisClient) -> RedisClient | None:
     pool = client.connection_pool
     if not pool.connection_kwargs.get("decode_responses"):
         return None
-    return Redis(connection_pool=_like(pool, decode_responses=False))
+    return Redis.from_pool(_like(pool, decode_responses=False))  # owns (and closes) the pool
 
 
 def _undecoded_cluster(client: RedisCluster) -> RedisCluster | None:

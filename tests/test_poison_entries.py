@@ -67,6 +67,32 @@ async def test_replay_skips_and_counts_every_poison_entry(
     assert await subscriber.get_missed_events(user, first.event_id) == good
 
 
+async def test_replay_past_undecodable_bytes_leaves_no_connection_behind(
+    redis: Redis, redis_url: str
+) -> None:
+    """A decoding client re-reads a non-UTF-8 entry through a bytes-mode sibling; the sibling
+    must close its own pool (before: every such replay left its connections open)."""
+    decoding = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        publisher = RedisSSEPublisher(decoding, enable_retention=True, raise_errors=True)
+        subscriber = RedisSSESubscriber(decoding, enable_retention=True)
+        user = uuid4()
+        first = good_event(user, n=1)
+        await publisher.publish(first)
+        fields = {**raw_entry(user, "{}"), "data": b'{"s": "\xff"}'}
+        await redis.xadd(KEYS.user_stream(user), fields)  # type: ignore[arg-type]
+        last = good_event(user, n=2)
+        await publisher.publish(last)
+        before = len(await redis.client_list())
+        for _ in range(5):
+            replay = await subscriber.replay(user, first.event_id)
+            assert replay.events == [last]
+        assert subscriber.stats.malformed == 5
+        assert len(await redis.client_list()) <= before + 1  # at most the pool's one reused
+    finally:
+        await decoding.aclose()
+
+
 async def test_subscribe_resumes_past_poison_then_goes_live(redis_client: Redis) -> None:
     publisher = RedisSSEPublisher(redis_client, enable_retention=True, raise_errors=True)
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
