@@ -26,11 +26,11 @@ import hashlib
 import math
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:  # connection -> settings -> layouts -> batcher: a type only, no import cycle
@@ -189,7 +189,7 @@ class RedisBatcher:
                 else c.args
                 for c in calls
             ]
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            await conn.send_packed_command(pack_commands(commands), check_health=False)
             async with asyncio.timeout(conn.socket_timeout):
                 for _ in calls:
                     try:
@@ -204,6 +204,31 @@ class RedisBatcher:
         finally:
             await pool.release(conn)
         return results
+
+
+def pack_commands(commands: Iterable[Sequence[Any]]) -> bytes:
+    """Commands as RESP arrays of bulk strings, exactly what redis-py's ``pack_commands`` sends.
+
+    redis-py's pure-Python packer costs ~90 us for one publish script call (~1/3 of the
+    publisher's CPU in a burst); this does the same in a few us. Arguments are what the layouts
+    build: ``bytes``, ``str`` (UTF-8) and ``int``; anything else is refused, as redis-py does.
+    """
+    out: list[bytes] = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            if isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, str):
+                data = arg.encode()
+            elif isinstance(arg, int) and not isinstance(arg, bool):
+                data = b"%d" % arg
+            elif isinstance(arg, float):
+                data = repr(arg).encode()
+            else:
+                raise DataError(f"invalid argument for Redis: {type(arg).__name__}")
+            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 def _settle(call: Call, result: Any) -> None:

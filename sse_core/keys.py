@@ -36,7 +36,9 @@ class class_or_instance(Generic[P, R]):  # lower case: a decorator, like classme
 
     def __get__(self, obj: SSEChannelKeys | None, owner: type[SSEChannelKeys]) -> Callable[P, R]:
         target = obj if obj is not None else owner.default()
-        return cast(Callable[P, R], MethodType(self._func, target))
+        # A string type: cast(Callable[P, R], ...) would build the generic alias on every call,
+        # and this runs twice per published event.
+        return cast("Callable[P, R]", MethodType(self._func, target))
 
 
 class SSEChannelKeys:

@@ -371,3 +371,21 @@ async def test_the_same_bad_event_to_several_users_counts_once_per_user(redis: R
     users = [uuid4() for _ in range(3)]
     assert await publisher.publish_to_users(users, _event(users[0], s="\ud800")) is False
     assert (publisher.stats.published, publisher.stats.failed) == (0, 3)
+
+
+def test_the_batchers_packer_sends_exactly_what_redis_py_would() -> None:
+    from redis.asyncio.connection import Connection
+    from redis.exceptions import DataError
+
+    from sse_core.batcher import pack_commands
+
+    commands = [
+        ("EVALSHA", "f" * 40, 2, "k:{u:1}", b"k2", b"\xff\x00\r\n", 0, -7, 1.5, "é ✓"),
+        ("PING",),
+        ("PUBLISH", "ch", ""),
+    ]
+    assert pack_commands(commands) == b"".join(Connection().pack_commands(commands))
+    with pytest.raises(DataError):
+        pack_commands([("SET", "k", True)])
+    with pytest.raises(DataError):
+        pack_commands([("SET", "k", None)])
