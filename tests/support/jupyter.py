@@ -184,5 +184,6 @@ async def run_all(page: Page, timeout_s: float = 300) -> float:
 
 async def dashboard_total(page: Page) -> int | None:
     """The inline dashboard's "Total events" figure, or None if it is not on the page."""
-    numbers = await page.locator("[data-stat='total'] .number").all_inner_texts()
-    return int(numbers[0].replace(",", "")) if numbers else None
+    numbers = await page.locator("[data-stat='total'] .number").all_text_contents()
+    digits = numbers[0].replace(",", "").strip() if numbers else ""
+    return int(digits) if digits.isdigit() else None
