@@ -12,7 +12,7 @@ from typing import Any
 import panel as pn
 from panel.viewable import Viewer
 
-from dashboard import icons
+from dashboard import icons, panes
 from sse_core import SSEEvent, severity_of
 
 JSON_CSS = """
@@ -33,7 +33,7 @@ class Inspector(Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.event: SSEEvent | None = None
-        self.heading = pn.pane.Str(PROMPT, css_classes=["inspector-heading"], margin=(0, 10))
+        self.heading = panes.Str(PROMPT, css_classes=["inspector-heading"], margin=(0, 10))
         self.event_id = pn.widgets.TextInput(
             name="Event id",
             placeholder="(no event selected)",

@@ -21,7 +21,7 @@ from bokeh.models.widgets.tables import DateFormatter
 from panel.viewable import Viewer
 from redis.exceptions import RedisError
 
-from dashboard import icons
+from dashboard import icons, panes
 from dashboard.controls import hidden_alert, show_alert
 from dashboard.palette import category_color
 from dashboard.plain_text import plain
@@ -128,7 +128,7 @@ class ReplayPanel(Viewer):
             active=True, visible=False, height=6, sizing_mode="stretch_width"
         )
         self.alert = hidden_alert("replay-error")
-        self.summary = pn.pane.HTML(
+        self.summary = panes.HTML(
             INTRO,
             stylesheets=[SUMMARY_CSS],
             sizing_mode="stretch_width",

@@ -8,6 +8,7 @@ that import this checkout (``PYTHONPATH``) with none of the developer's ``SSE_*`
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -55,7 +56,8 @@ class JupyterServer:
         return f"{self.url}/{ui}/tree/{notebook}?token={self.token}"
 
     def start(self) -> JupyterServer:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("SSE_")}
+        # No SSE_* of the developer's, and nothing of pytest's (kernels are not under test).
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SSE_", "PYTEST_"))}
         base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")]))
         base["JUPYTER_CONFIG_DIR"] = str(self.root / ".jupyter-config")  # no user settings
         base["JUPYTERLAB_SETTINGS_DIR"] = str(self.root / ".lab-settings")
@@ -99,6 +101,19 @@ class JupyterServer:
     def log(self) -> str:
         return self._log_path.read_text(errors="replace")[-6000:]
 
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel: a live dashboard left running would load the next notebook's run."""
+        api = f"{self.url}/api/kernels"
+        headers = {"Authorization": f"token {self.token}"}
+        with urllib.request.urlopen(urllib.request.Request(api, headers=headers), timeout=30) as r:
+            kernels = json.load(r)
+        for kernel in kernels:
+            request = urllib.request.Request(
+                f"{api}/{kernel['id']}", headers=headers, method="DELETE"
+            )
+            with urllib.request.urlopen(request, timeout=30):
+                pass
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # jupyter shuts its kernels down on SIGTERM
@@ -129,10 +144,32 @@ class JupyterServer:
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 RUN_ALL = re.compile(r"^Run All Cells$")
 KERNEL_IDLE = re.compile(r"\| Idle$")
-BOKEH_OUTPUT = (
-    ".jp-OutputArea-output[data-mime-type='application/vnd.holoviews_exec.v0+json'],"
-    ".jp-OutputArea-output[data-mime-type='application/vnd.bokehjs_exec.v0+json']"
-)
+# One pass over the page's outputs in the browser (a notebook with inline resources holds ~5 MB
+# of script text, too much to pull into Python per check). A Bokeh or Panel output, whatever
+# renderer drew it, puts its document's root in a [data-root-id] element; the cell calling
+# pn.extension() shows Panel's invisible comm root, which draws nothing, so it is left out.
+# "drawn" counts what a view put into its shadow roots: canvases, tables, inputs, buttons.
+OUTPUTS_JS = """() => {
+  const deep = (root, sel) => {
+    let n = root.querySelectorAll(sel).length;
+    for (const el of root.querySelectorAll('*')) if (el.shadowRoot) n += deep(el.shadowRoot, sel);
+    return n;
+  };
+  const out = [];
+  for (const cell of document.querySelectorAll('.jp-CodeCell')) {
+    const source = cell.querySelector('.jp-InputArea-editor')?.textContent ?? '';
+    for (const o of cell.querySelectorAll('.jp-OutputArea-output')) {
+      const bokeh = o.querySelector('[data-root-id]') !== null;
+      out.push({
+        bokeh: bokeh && !source.includes('pn.extension('),
+        drawn: bokeh ? deep(o, 'canvas, .tabulator, input, button') : 0,
+        stderr: o.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr',
+        text: o.querySelector('script') ? '' : o.textContent.slice(0, 2000),
+      });
+    }
+  }
+  return out;
+}"""
 
 
 @dataclass
