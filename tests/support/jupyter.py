@@ -52,8 +52,13 @@ class JupyterServer:
         return f"http://127.0.0.1:{self.port}"
 
     def page(self, notebook: str, ui: str = "lab") -> str:
-        """The address of ``notebook`` in JupyterLab (``lab``) or Notebook 7 (``notebooks``)."""
-        return f"{self.url}/{ui}/tree/{notebook}?token={self.token}"
+        """The address of ``notebook`` in JupyterLab (``lab``) or Notebook 7 (``notebooks``).
+
+        ``reset``: JupyterLab would otherwise restore the last page's workspace, with the notebook
+        opened before still in a tab (Run All then waited on the wrong notebook's cells).
+        """
+        reset = "reset&" if ui == "lab" else ""
+        return f"{self.url}/{ui}/tree/{notebook}?{reset}token={self.token}"
 
     def start(self) -> JupyterServer:
         # No SSE_* of the developer's, and nothing of pytest's (kernels are not under test).
