@@ -25,7 +25,7 @@ import param
 from panel.viewable import Viewer
 from redis.exceptions import RedisError
 
-from dashboard import page
+from dashboard import icons, page
 from dashboard.backend import Backend
 from dashboard.controls import (
     UserPicker,
@@ -143,7 +143,7 @@ class Dashboard(Viewer):
         self.pause = pn.widgets.Toggle.from_param(
             self.param.paused,
             label="Pause",
-            icon="player-pause",
+            icon=icons.PAUSE,
             color="default",
             sizing_mode="stretch_width",
         )
@@ -316,7 +316,7 @@ class Dashboard(Viewer):
     def _on_paused(self) -> None:
         self.pause.param.update(
             label="Resume" if self.paused else "Pause",
-            icon="player-play" if self.paused else "player-pause",
+            icon=icons.PLAY if self.paused else icons.PAUSE,
             color="warning" if self.paused else "default",
         )
         if not self.paused:

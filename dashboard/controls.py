@@ -14,6 +14,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
+from dashboard import panes
 from dashboard.plain_text import plain
 from sse_core import VALID_CATEGORIES, parse_category_list, parse_user_id
 
@@ -28,7 +29,7 @@ def alert_text(message: str) -> str:
 
 def hidden_alert(css_class: str, alert_type: str = "danger") -> pn.pane.Alert:
     """An alert that stays hidden until a message is shown (show with :func:`alert_text`)."""
-    return pn.pane.Alert(
+    return panes.Alert(
         "",
         alert_type=alert_type,
         visible=False,

@@ -12,6 +12,7 @@ from typing import Any
 import panel as pn
 from panel.viewable import Viewer
 
+from dashboard import icons, panes
 from sse_core import SSEEvent, severity_of
 
 JSON_CSS = """
@@ -32,7 +33,7 @@ class Inspector(Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.event: SSEEvent | None = None
-        self.heading = pn.pane.Str(PROMPT, css_classes=["inspector-heading"], margin=(0, 10))
+        self.heading = panes.Str(PROMPT, css_classes=["inspector-heading"], margin=(0, 10))
         self.event_id = pn.widgets.TextInput(
             name="Event id",
             placeholder="(no event selected)",
@@ -40,7 +41,7 @@ class Inspector(Viewer):
             css_classes=["inspector-id"],
         )
         self.copy = pn.widgets.Button(
-            name="Copy id", icon="copy", width=110, align="end", css_classes=["inspector-copy"]
+            name="Copy id", icon=icons.COPY, width=110, align="end", css_classes=["inspector-copy"]
         )
         # The browser copies (the server has no clipboard); the field is the one source.
         self.copy.js_on_click(

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
+from dashboard import design
+
 if TYPE_CHECKING:
     from dashboard.app import Dashboard
 
@@ -91,4 +93,7 @@ def full_page(view: Dashboard, title: str = "ssewatch") -> pn.template.FastListT
         header_background=HEADER_BACKGROUND,
         sidebar_width=340,
         main_layout="card",
+        design=design.Fast,  # no web font: nothing leaves the machine
+        font=design.FONT,
+        font_url="",
     )

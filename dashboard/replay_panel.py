@@ -21,6 +21,7 @@ from bokeh.models.widgets.tables import DateFormatter
 from panel.viewable import Viewer
 from redis.exceptions import RedisError
 
+from dashboard import icons, panes
 from dashboard.controls import hidden_alert, show_alert
 from dashboard.palette import category_color
 from dashboard.plain_text import plain
@@ -121,13 +122,13 @@ class ReplayPanel(Viewer):
             sizing_mode="stretch_width",
         )
         self.load = pn.widgets.Button(
-            label="Load missed events", color="primary", icon="history", width=190
+            label="Load missed events", color="primary", icon=icons.HISTORY, width=190
         )
         self.progress = pn.indicators.Progress(
             active=True, visible=False, height=6, sizing_mode="stretch_width"
         )
         self.alert = hidden_alert("replay-error")
-        self.summary = pn.pane.HTML(
+        self.summary = panes.HTML(
             INTRO,
             stylesheets=[SUMMARY_CSS],
             sizing_mode="stretch_width",
@@ -151,7 +152,7 @@ class ReplayPanel(Viewer):
             label="Download CSV",
             disabled=True,
             color="default",
-            icon="download",
+            icon=icons.DOWNLOAD,
             width=160,
         )
         self.load.on_click(self._load)

@@ -23,6 +23,7 @@ from bokeh.models.annotations import LabelSet
 from bokeh.models.widgets.tables import HTMLTemplateFormatter
 from bokeh.plotting import figure
 
+from dashboard import panes
 from dashboard.palette import CATEGORIES, CATEGORY_COLORS, category_color
 from dashboard.plain_text import plain
 from dashboard.state import Coverage, FeedRow, LiveState, RatePoint, Tick
@@ -77,7 +78,7 @@ STATE_COLORS: Mapping[ConnectionState, str] = {
 
 
 def _html_pane(text: str = "", **params: object) -> pn.pane.HTML:
-    return pn.pane.HTML(text, stylesheets=[CARD_CSS], sizing_mode="stretch_width", **params)
+    return panes.HTML(text, stylesheets=[CARD_CSS], sizing_mode="stretch_width", **params)
 
 
 # -- plain renderers (pure functions of state; tested without a browser) ----------------------

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import pytest
@@ -689,3 +690,63 @@ async def test_the_window_lives_in_the_url(
         lambda t: "last 5 min" in (t or ""),
         "the window from the link",
     )
+
+
+# -- offline: nothing but our own server ------------------------------------------------------
+
+
+def same_origin(url: str, origin: str) -> bool:
+    if url.startswith(("data:", "blob:", "about:")):
+        return True
+    here, there = urlsplit(url), urlsplit(origin)
+    return (here.scheme, here.hostname, here.port) == (there.scheme, there.hostname, there.port)
+
+
+async def test_the_page_requests_nothing_but_its_own_server(
+    page: Page, dashboard_server: DashboardProcess, redis: Redis
+) -> None:
+    """Offline by default: every request the page makes (recorded, none blocked) is to us.
+
+    The page loads, draws events, opens the inspector, loads a replay, opens a dropdown and
+    switches theme (a reload): each of these loads its own code, styles, fonts and icons.
+    """
+    requests: list[str] = []
+    failed: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("requestfailed", lambda request: failed.append(f"{request.url} {request.failure}"))
+    user = uuid4()
+    await open_view(page, dashboard_server, redis, f"?user={user}")
+    target = event(user, SSEEventCategory.IMPORT, rows=3)
+    await publish(redis, [target, event(user, SSEEventCategory.AI)])
+    await eventually(lambda: stat(page, "total"), lambda v: v == "2", "the events")
+
+    pane = page.locator(".inspector-json textarea")
+    row = page.locator(".live-feed .tabulator-row").nth(1)
+
+    async def click_row() -> bool:
+        if not await pane.is_visible():
+            await row.locator(".tabulator-cell[tabulator-field=event_type]").click()
+            await asyncio.sleep(1.0)
+        return await pane.is_visible()
+
+    await eventually(click_row, bool, "the inspector to open")
+    await page.get_by_role("button", name="Load missed events").click()
+    await eventually(
+        lambda: column(page, "replay-table", "event_id"), lambda ids: len(ids) == 1, "replay"
+    )
+    await page.locator(".type-filter input").first.click()
+    # Button icons are inline SVG, not glyphs of a web font.
+    for label in ("Pause", "Load missed events", "Copy id"):
+        assert await page.get_by_role("button", name=label).locator("svg").count() == 1, label
+
+    await page.goto(f"{dashboard_server.url}/?user={user}&theme=light")
+    await eventually(lambda: stat(page, "total"), lambda v: v == "2", "the light page")
+    broken_fonts = await page.evaluate(
+        "[...document.fonts].filter(f => f.status === 'error').map(f => f.family)"
+    )
+
+    assert len(requests) > 10
+    external = [url for url in requests if not same_origin(url, dashboard_server.url)]
+    assert external == [], "\n".join(external)
+    assert failed == []
+    assert broken_fonts == []

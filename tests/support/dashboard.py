@@ -18,19 +18,21 @@ ROOT = Path(__file__).resolve().parents[2]
 class DashboardProcess:
     """``python -m dashboard.cli serve`` as a child process, stopped by pid.
 
+    ``redis_url=None`` serves the embedded Redis with demo traffic (the README's one line).
     ``env`` adds variables (e.g. ``SSE_TOKEN_SECRET``); the caller's ``SSE_*`` are never
     inherited, so a developer's environment cannot change what a test sees.
     """
 
     def __init__(
-        self, redis_url: str, log_path: Path, env: Mapping[str, str] | None = None
+        self, redis_url: str | None, log_path: Path, env: Mapping[str, str] | None = None
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
         args = [sys.executable, "-m", "dashboard.cli", "serve", "--port", str(self.port)]
-        args += ["--redis-url", redis_url]
+        if redis_url is not None:
+            args += ["--redis-url", redis_url]
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("SSE_")}
         child_env.update(env or {})
         self.process = subprocess.Popen(
