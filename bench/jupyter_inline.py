@@ -12,7 +12,7 @@ non-local request refused). Measured in one run:
 
 Usage::
 
-    python3 bench/jupyter_inline.py [--duration 60] [--baseline 20]
+    python3 -m bench.jupyter_inline [--duration 60] [--baseline 20]
 """
 
 from __future__ import annotations
@@ -21,18 +21,13 @@ import argparse
 import asyncio
 import os
 import secrets
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `tests` (the throwaway servers) is not an installed package
+from playwright.async_api import Page, WebSocket, async_playwright
 
-from playwright.async_api import Page, WebSocket, async_playwright  # noqa: E402
-
-from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH  # noqa: E402
-from tests.support.jupyter import (  # noqa: E402
+from tests.support.browser import CHROMIUM_ARGS, CHROMIUM_PATH
+from tests.support.jupyter import (
     NOTEBOOKS,
     JupyterServer,
     PageLog,
