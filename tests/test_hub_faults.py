@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
@@ -23,26 +23,17 @@ from sse_core import (
 )
 from sse_core.hub import SubscriptionHub
 from tests.support.redis_server import RedisServer
-from tests.support.streams import Collector, eventually, wait_subscribed
+from tests.support.streams import (
+    Collector,
+    eventually,
+    live_collector,
+    new_event,
+    retaining_pair,
+    wait_subscribed,
+)
 
 pytestmark = pytest.mark.redis
 KEYS = SSEChannelKeys()
-
-
-def _event(user: UUID, event_type: str = "ai.response.chunk", **data: Any) -> SSEEvent:
-    return SSEEvent(event_type=event_type, user_id=user, data=data)
-
-
-def _pair(client: Redis, **kw: Any) -> tuple[RedisSSEPublisher, RedisSSESubscriber]:
-    retention = kw.pop("enable_retention", True)
-    publisher = RedisSSEPublisher(client, enable_retention=retention, **kw)
-    return publisher, RedisSSESubscriber(client, enable_retention=retention)
-
-
-async def _live(client: Redis, subscriber: RedisSSESubscriber, user: UUID, **kw: Any) -> Collector:
-    collector = Collector(subscriber.subscribe(user, **kw))
-    await wait_subscribed(client, KEYS.user_channel(user))
-    return collector
 
 
 # -- one pub/sub connection per client -----------------------------------------------------------
@@ -68,7 +59,7 @@ async def test_many_subscribers_share_one_pubsub_connection(redis_client: Redis)
     pubsub_clients = [c for c in clients if int(c.get("sub", 0)) > 0]
     assert len(pubsub_clients) == 1
     assert len(clients) <= 5
-    shout = _event(uuid4(), "security.password.changed")
+    shout = new_event(uuid4(), "security.password.changed")
     await publisher.broadcast(shout)
     for collector in collectors:
         assert await collector.wait_for(1) == [shout]
@@ -80,18 +71,18 @@ async def test_many_subscribers_share_one_pubsub_connection(redis_client: Redis)
 
 
 async def test_dropped_connection_is_survived_and_gap_replayed(redis_client: Redis) -> None:
-    publisher, subscriber = _pair(redis_client)
+    publisher, subscriber = retaining_pair(redis_client)
     user = uuid4()
-    collector = await _live(redis_client, subscriber, user)
-    before = _event(user, i=0)
+    collector = await live_collector(redis_client, subscriber, user)
+    before = new_event(user, i=0)
     await publisher.publish(before)
     await collector.wait_for(1)
     await redis_client.client_kill_filter(_type="pubsub")
-    during = [_event(user, i=i) for i in range(1, 6)]
+    during = [new_event(user, i=i) for i in range(1, 6)]
     await publisher.publish_many(during)  # may land while the subscriber reconnects
     await eventually(lambda: subscriber.connection_status().reconnects >= 1)
     await wait_subscribed(redis_client, KEYS.user_channel(user))
-    after = _event(user, i=6)
+    after = new_event(user, i=6)
     await publisher.publish(after)
     got = await collector.wait_for(7)
     assert [e.data["i"] for e in got] == list(range(7))
@@ -109,8 +100,8 @@ async def test_events_missed_while_disconnected_survive_live_traffic_before_the_
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
     user = uuid4()
     channel = KEYS.user_channel(user)
-    missed = [_event(user, i=1), _event(user, i=2)]
-    live = _event(user, i=3)
+    missed = [new_event(user, i=1), new_event(user, i=2)]
+    live = new_event(user, i=3)
     armed = False
     real_on_connect = PubSub.on_connect
     real_resubscribe = SubscriptionHub._resubscribe_all
@@ -133,7 +124,7 @@ async def test_events_missed_while_disconnected_survive_live_traffic_before_the_
     monkeypatch.setattr(SubscriptionHub, "_resubscribe_all", resubscribe_all)
     collector = Collector(subscriber.subscribe(user))
     await wait_subscribed(redis_client, channel)
-    await publisher.publish(_event(user, i=0))
+    await publisher.publish(new_event(user, i=0))
     await collector.wait_for(1)
     armed = True
     await redis_client.client_kill_filter(_type="pubsub")
@@ -223,7 +214,7 @@ async def test_resubscribing_after_the_hub_went_idle_is_not_a_reconnect(
     user = uuid4()
     second = Collector(subscriber.stream(user))
     await wait_subscribed(redis_client, KEYS.user_channel(user))
-    event = _event(user)
+    event = new_event(user)
     await publisher.publish(event)
     try:
         got = await second.wait_for(1)
@@ -253,7 +244,7 @@ async def test_last_subscriber_leaving_during_a_reconnect_leaves_the_hub_idle(
     # The hub opens again cleanly for the next consumer.
     again = Collector(subscriber.subscribe(user))
     await wait_subscribed(redis_client, KEYS.user_channel(user))
-    event = _event(user)
+    event = new_event(user)
     await publisher.publish(event)
     assert (await again.wait_for(1))[-1] == event
     await again.stop()

@@ -32,14 +32,14 @@ from sse_core import (
 from sse_core.batcher import LANES, Call, RedisBatcher
 from sse_core.codec import decode_fields
 from tests.support.redis_server import RedisServer, free_port
-from tests.support.streams import Collector, wait_subscribed
+from tests.support.streams import (
+    Collector,
+    new_event,
+    wait_subscribed,
+)
 
 pytestmark = pytest.mark.redis
 KEYS = SSEChannelKeys()
-
-
-def _event(user: UUID, event_type: str = "ai.response.chunk", **data: Any) -> SSEEvent:
-    return SSEEvent(event_type=event_type, user_id=user, data=data)
 
 
 def _now_ms() -> int:
@@ -54,7 +54,7 @@ async def test_publish_appends_and_publishes_atomically_with_bounds(redis_client
         redis_client, enable_retention=True, retention_max_len=1000, retention_ttl_seconds=60
     )
     user = uuid4()
-    event = _event(user, "portfolio.balance.updated", balance=10.5)
+    event = new_event(user, "portfolio.balance.updated", balance=10.5)
     async with redis_client.pubsub() as pubsub:
         await pubsub.subscribe(KEYS.user_channel(user))
         await pubsub.get_message(timeout=1)  # subscribe confirmation
@@ -84,7 +84,7 @@ async def test_publish_into_an_emptied_stream_whose_last_id_is_ahead(redis_clien
     await publisher.publish(ahead)  # a publisher whose clock runs a minute ahead
     await redis_client.xtrim(KEYS.user_stream(user), maxlen=0)  # an operator clears history
     # Before the fix: SSEPublishError "attempt to index a nil value" (XREVRANGE is empty).
-    assert await publisher.publish(_event(user))
+    assert await publisher.publish(new_event(user))
     assert await redis_client.xlen(KEYS.user_stream(user)) == 1
 
 
@@ -121,7 +121,7 @@ async def test_a_burst_through_a_default_client_loses_nothing(redis_server: Redi
     counters = dict.fromkeys(users, 0)
     calls = []
     for u in order:
-        calls.append(publisher.publish(_event(u, i=counters[u])))
+        calls.append(publisher.publish(new_event(u, i=counters[u])))
         counters[u] += 1
     results = await asyncio.gather(*calls)
     assert results.count(True) == len(results) == 5000
@@ -144,13 +144,13 @@ async def test_a_lone_publish_is_one_round_trip_and_concurrent_ones_share_them(
     publisher = RedisSSEPublisher(redis_client, enable_retention=True, raise_errors=True)
     batcher = RedisBatcher.for_client(redis_client)
     user = uuid4()
-    await publisher.publish(_event(user, i=0))  # loads the script
+    await publisher.publish(new_event(user, i=0))  # loads the script
     before = batcher.round_trips
-    assert await publisher.publish(_event(user, i=1))
+    assert await publisher.publish(new_event(user, i=1))
     assert batcher.round_trips - before == 1
     before = batcher.round_trips
     users = [uuid4() for _ in range(40)]
-    assert all(await asyncio.gather(*(publisher.publish(_event(u, i=0)) for u in users * 10)))
+    assert all(await asyncio.gather(*(publisher.publish(new_event(u, i=0)) for u in users * 10)))
     # The first call on each lane leaves alone, the rest queue behind it and leave together.
     assert batcher.round_trips - before <= 2 * LANES
     assert [await _retained(redis_client, u) for u in users] == [[0] * 10] * len(users)
@@ -160,7 +160,7 @@ async def test_publishers_sharing_a_client_keep_each_users_call_order(redis: Red
     retained = RedisSSEPublisher(redis, enable_retention=True)
     other = RedisSSEPublisher(redis, enable_retention=True, retention_max_len=500)
     user = uuid4()
-    calls = [(retained if i % 3 else other).publish(_event(user, i=i)) for i in range(300)]
+    calls = [(retained if i % 3 else other).publish(new_event(user, i=i)) for i in range(300)]
     assert all(await asyncio.gather(*calls))
     assert await _retained(redis, user) == list(range(300))
 
@@ -171,15 +171,15 @@ async def test_one_bad_call_fails_alone(redis_client: Redis) -> None:
     poisoned = uuid4()
     await redis_client.set(KEYS.user_stream(poisoned), "not a stream")  # every XADD fails
     good = [uuid4() for _ in range(30)]
-    calls = [publisher.publish(_event(u, i=0)) for u in good[:15]]
-    calls.append(publisher.publish(_event(poisoned, i=0)))
-    calls += [publisher.publish(_event(u, i=0)) for u in good[15:]]
+    calls = [publisher.publish(new_event(u, i=0)) for u in good[:15]]
+    calls.append(publisher.publish(new_event(poisoned, i=0)))
+    calls += [publisher.publish(new_event(u, i=0)) for u in good[15:]]
     results = await asyncio.gather(*calls)
     assert results == [True] * 15 + [False] + [True] * 15
     assert publisher.stats.failed == 1
     assert publisher.stats.published == 30
     assert [await _retained(redis_client, u) for u in good] == [[0]] * len(good)
-    many = [_event(u, i=1) for u in good[:5]] + [_event(poisoned, i=1)]
+    many = [new_event(u, i=1) for u in good[:5]] + [new_event(poisoned, i=1)]
     with pytest.raises(SSEPublishError, match="1 event"):
         await strict.publish_many(many)
     assert [await _retained(redis_client, u) for u in good[:5]] == [[0, 1]] * 5
@@ -189,7 +189,7 @@ async def test_one_bad_call_fails_alone(redis_client: Redis) -> None:
 
 async def _busy_lane(publisher: RedisSSEPublisher, user: UUID, count: int) -> asyncio.Task[bool]:
     """A big publish for ``user`` in flight: calls for that user made meanwhile queue behind it."""
-    busy = asyncio.create_task(publisher.publish_many([_event(user, i=i) for i in range(count)]))
+    busy = asyncio.create_task(publisher.publish_many([new_event(user, i=i) for i in range(count)]))
     await asyncio.sleep(0)
     return busy
 
@@ -199,19 +199,19 @@ async def test_a_lost_connection_fails_exactly_the_calls_without_a_reply(redis: 
     batcher = RedisBatcher.for_client(redis)
     user = uuid4()
     busy = await _busy_lane(publisher, user, 100)
-    before = asyncio.create_task(publisher.publish(_event(user, i=100)))
+    before = asyncio.create_task(publisher.publish(new_event(user, i=100)))
     await asyncio.sleep(0)
     # Another caller's command on the same lane, in the same pipeline: the server answers it,
     # then closes the connection without running what follows.
     quit_call = batcher.submit(Call(None, (KEYS.user_stream(user),), ("QUIT",)))
-    after = [asyncio.create_task(publisher.publish(_event(user, i=101 + i))) for i in range(20)]
+    after = [asyncio.create_task(publisher.publish(new_event(user, i=101 + i))) for i in range(20)]
     assert await busy
     assert await before is True
     assert await quit_call in (b"OK", "OK")
     assert await asyncio.gather(*after) == [False] * 20
     assert (publisher.stats.failed, publisher.stats.published) == (20, 101)
     assert await _retained(redis, user) == list(range(101))
-    assert await publisher.publish(_event(user, i=121))  # a new connection from the pool
+    assert await publisher.publish(new_event(user, i=121))  # a new connection from the pool
     assert (await _retained(redis, user))[-1] == 121
 
 
@@ -220,11 +220,11 @@ async def test_noscript_resends_only_the_calls_that_did_not_run(redis_client: Re
     batcher = RedisBatcher.for_client(redis_client)
     user = uuid4()
     busy = await _busy_lane(publisher, user, 50)  # also loads the script
-    first = asyncio.create_task(publisher.publish(_event(user, i=50)))
+    first = asyncio.create_task(publisher.publish(new_event(user, i=50)))
     await asyncio.sleep(0)
     # Another client's SCRIPT FLUSH lands between two of our calls (emulated in-band).
     flush = batcher.submit(Call(None, (KEYS.user_stream(user),), ("SCRIPT", "FLUSH")))
-    rest = asyncio.gather(*(publisher.publish(_event(user, i=51 + i)) for i in range(10)))
+    rest = asyncio.gather(*(publisher.publish(new_event(user, i=51 + i)) for i in range(10)))
     assert await busy
     assert await first
     assert await flush
@@ -238,7 +238,9 @@ async def test_cancelled_callers_do_not_disturb_a_batch(redis: Redis) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
     user = uuid4()
     busy = await _busy_lane(publisher, user, 400)
-    queued = [asyncio.create_task(publisher.publish(_event(user, i=400 + i))) for i in range(100)]
+    queued = [
+        asyncio.create_task(publisher.publish(new_event(user, i=400 + i))) for i in range(100)
+    ]
     await asyncio.sleep(0)
     cancelled = set(random.Random(3).sample(range(100), 40))
     for i in cancelled:
@@ -250,19 +252,21 @@ async def test_cancelled_callers_do_not_disturb_a_batch(redis: Redis) -> None:
     kept = [400 + i for i in range(100) if i not in cancelled]
     # Not yet sent when cancelled, so not sent; everything else in call order, once.
     assert await _retained(redis, user) == list(range(400)) + kept
-    assert await publisher.publish(_event(user, i=500))
+    assert await publisher.publish(new_event(user, i=500))
     assert (await _retained(redis, user))[-1] == 500
 
 
 async def test_a_caller_cancelled_mid_flight_leaves_the_batch_whole(redis: Redis) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True)
     user = uuid4()
-    await publisher.publish(_event(user, i=0))
-    first = asyncio.create_task(publisher.publish_many([_event(user, i=i) for i in range(1, 100)]))
+    await publisher.publish(new_event(user, i=0))
+    first = asyncio.create_task(
+        publisher.publish_many([new_event(user, i=i) for i in range(1, 100)])
+    )
     await asyncio.sleep(0)
     # 500 calls queue behind the first trip, then leave together (a trip of several ms).
     in_flight = [
-        asyncio.create_task(publisher.publish(_event(user, i=100 + i))) for i in range(500)
+        asyncio.create_task(publisher.publish(new_event(user, i=100 + i))) for i in range(500)
     ]
     await first
     await asyncio.sleep(0)
@@ -287,7 +291,7 @@ async def test_a_caller_cancelled_mid_flight_leaves_the_batch_whole(redis: Redis
 async def test_publisher_reports_failures_and_can_raise(caplog: pytest.LogCaptureFixture) -> None:
     dead = Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     publisher = RedisSSEPublisher(dead, enable_retention=True)
-    event = _event(uuid4())
+    event = new_event(uuid4())
     with caplog.at_level(logging.WARNING):
         assert await publisher.publish(event) is False
     assert publisher.stats.failed == 1
@@ -322,7 +326,7 @@ async def test_publish_returns_false_and_counts(
     user = uuid4()
     # Before the fix: PydanticSerializationError escaped (lone surrogates), or the event was
     # published and then refused by every reader (huge integers, deep nesting).
-    assert await publisher.publish(_event(user, **data)) is False
+    assert await publisher.publish(new_event(user, **data)) is False
     assert (publisher.stats.published, publisher.stats.failed) == (0, 1)
     assert await redis.exists(KEYS.user_stream(user)) == 0
 
@@ -330,7 +334,7 @@ async def test_publish_returns_false_and_counts(
 async def test_raise_errors_gives_publish_error(redis: Redis) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
     with pytest.raises(SSEPublishError, match="cannot be stored"):
-        await publisher.publish(_event(uuid4(), s="\ud800"))
+        await publisher.publish(new_event(uuid4(), s="\ud800"))
     assert publisher.stats.failed == 1
 
 
@@ -339,8 +343,8 @@ async def test_one_bad_event_never_takes_its_batch_down(redis: Redis, retention:
     publisher = RedisSSEPublisher(redis, enable_retention=retention)
     subscriber = RedisSSESubscriber(redis, enable_retention=retention)
     user = uuid4()
-    good = [_event(user, i=i) for i in range(4)]
-    bad = [_event(user, **data) for data in UNSTORABLE.values()]
+    good = [new_event(user, i=i) for i in range(4)]
+    bad = [new_event(user, **data) for data in UNSTORABLE.values()]
     batch = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3]]
     collector = Collector(subscriber.subscribe(user))
     await wait_subscribed(redis, KEYS.user_channel(user))
@@ -359,9 +363,9 @@ async def test_one_bad_event_never_takes_its_batch_down(redis: Redis, retention:
 async def test_raise_errors_still_publishes_the_good_events_first(redis: Redis) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
     user = uuid4()
-    good = _event(user, i=1)
+    good = new_event(user, i=1)
     with pytest.raises(SSEPublishError, match="1 event"):
-        await publisher.publish_many([_event(user, s="\ud800"), good])
+        await publisher.publish_many([new_event(user, s="\ud800"), good])
     rows = await redis.xrange(KEYS.user_stream(user))
     assert [decode_fields(fields) for _, fields in rows] == [good]
 
@@ -369,7 +373,7 @@ async def test_raise_errors_still_publishes_the_good_events_first(redis: Redis) 
 async def test_the_same_bad_event_to_several_users_counts_once_per_user(redis: Redis) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True)
     users = [uuid4() for _ in range(3)]
-    assert await publisher.publish_to_users(users, _event(users[0], s="\ud800")) is False
+    assert await publisher.publish_to_users(users, new_event(users[0], s="\ud800")) is False
     assert (publisher.stats.published, publisher.stats.failed) == (0, 3)
 
 

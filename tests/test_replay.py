@@ -40,7 +40,13 @@ from sse_core.replay import (
     select_resume,
     select_since,
 )
-from tests.support.streams import Collector, eventually, wait_subscribed
+from tests.support.streams import (
+    Collector,
+    eventually,
+    new_event,
+    retaining_pair,
+    wait_subscribed,
+)
 
 KEYS = SSEChannelKeys()
 USER = uuid4()
@@ -57,20 +63,6 @@ def _slice(
     entries = [RetainedEvent((e.time_ms, i), e) for i, e in enumerate(events)]
     first_id = first if first is not None else (entries[0].stream_id if entries else None)
     return StreamSlice(entries, first_id, trimmed)
-
-
-def _event(
-    user: UUID, event_type: str = "ai.response.chunk", *, event_id: UUID | None = None, **data: Any
-) -> SSEEvent:
-    if event_id is None:
-        return SSEEvent(event_type=event_type, user_id=user, data=data)
-    return SSEEvent(event_id=event_id, event_type=event_type, user_id=user, data=data)
-
-
-def _pair(client: Redis, **kw: Any) -> tuple[RedisSSEPublisher, RedisSSESubscriber]:
-    retention = kw.pop("enable_retention", True)
-    publisher = RedisSSEPublisher(client, enable_retention=retention, **kw)
-    return publisher, RedisSSESubscriber(client, enable_retention=retention)
 
 
 def _v7(ms: int, counter: int) -> UUID:
@@ -224,17 +216,17 @@ def test_resume_anchor_becomes_the_cursor_of_the_stream_holding_it() -> None:
 async def test_get_missed_events_returns_later_user_and_broadcast_events(
     redis_client: Redis,
 ) -> None:
-    publisher, subscriber = _pair(redis_client)
+    publisher, subscriber = retaining_pair(redis_client)
     user, other = uuid4(), uuid4()
-    first = _event(user, i=0)
+    first = new_event(user, i=0)
     await publisher.publish(first)
     later = []
-    for event in (_event(user, i=1), _event(other, i=2)):
+    for event in (new_event(user, i=1), new_event(other, i=2)):
         later.append(event)
         await publisher.publish(event)
-    shout = _event(other, "provider.disconnected")
+    shout = new_event(other, "provider.disconnected")
     await publisher.broadcast(shout)
-    later.append(_event(user, "security.session.new"))
+    later.append(new_event(user, "security.session.new"))
     await publisher.publish(later[2])
     missed = await subscriber.get_missed_events(user, first.event_id)
     assert missed == [later[0], shout, later[2]]
@@ -250,11 +242,11 @@ async def test_get_missed_events_returns_later_user_and_broadcast_events(
 
 @pytest.mark.redis
 async def test_missed_events_empty_without_retention(redis_client: Redis) -> None:
-    publisher, subscriber = _pair(redis_client, enable_retention=False)
+    publisher, subscriber = retaining_pair(redis_client, enable_retention=False)
     user = uuid4()
-    first = _event(user)
+    first = new_event(user)
     await publisher.publish(first)
-    await publisher.publish(_event(user))
+    await publisher.publish(new_event(user))
     assert await subscriber.get_missed_events(user, first.event_id) == []
     assert not await redis_client.exists(KEYS.user_stream(user))
 
@@ -263,7 +255,7 @@ async def test_missed_events_empty_without_retention(redis_client: Redis) -> Non
 async def test_replay_seeks_instead_of_scanning(
     redis_client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    publisher, subscriber = _pair(redis_client, retention_max_len=10_000)
+    publisher, subscriber = retaining_pair(redis_client, retention_max_len=10_000)
     user = uuid4()
     base_ms = (uuid7().int >> 80) - 50_000
     history = [
@@ -292,11 +284,11 @@ async def test_replay_seeks_correctly_around_a_far_future_id(redis_client: Redis
     publisher = RedisSSEPublisher(redis_client, enable_retention=True, raise_errors=True)
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
     user = uuid4()
-    before = [_event(user, i=i) for i in range(3)]
+    before = [new_event(user, i=i) for i in range(3)]
     await publisher.publish_many(before)
-    future = _event(user, event_id=uuid7(now_ms=time.time_ns() // 1_000_000 + TWO_HOURS_MS), i=3)
+    future = new_event(user, event_id=uuid7(now_ms=time.time_ns() // 1_000_000 + TWO_HOURS_MS), i=3)
     await publisher.publish(future)
-    after = [_event(user, i=i) for i in range(4, 7)]
+    after = [new_event(user, i=i) for i in range(4, 7)]
     await publisher.publish_many(after)
     # Publication order is kept, and every id is found from its own time: entries published
     # while the future one is the newest share its millisecond instead of going below it.
@@ -316,12 +308,12 @@ async def test_replay_seeks_correctly_around_a_far_future_id(redis_client: Redis
 
 @pytest.mark.redis
 async def test_replay_reports_incomplete_when_retention_was_outrun(redis_client: Redis) -> None:
-    publisher, subscriber = _pair(redis_client, retention_max_len=50)
+    publisher, subscriber = retaining_pair(redis_client, retention_max_len=50)
     user = uuid4()
-    first = _event(user)
+    first = new_event(user)
     await publisher.publish(first)
     for _ in range(5):
-        await publisher.publish_many([_event(user) for _ in range(100)])
+        await publisher.publish_many([new_event(user) for _ in range(100)])
     replay = await subscriber.replay(user, first.event_id)
     assert replay.complete is False
     assert 50 <= len(replay.events) < 500
@@ -331,12 +323,12 @@ async def test_replay_reports_incomplete_when_retention_was_outrun(redis_client:
 
 @pytest.mark.redis
 async def test_replay_reports_incomplete_after_a_stream_reset(redis_client: Redis) -> None:
-    publisher, subscriber = _pair(redis_client)
+    publisher, subscriber = retaining_pair(redis_client)
     user = uuid4()
-    first = _event(user)
+    first = new_event(user)
     await publisher.publish(first)
     await redis_client.delete(KEYS.user_stream(user))
-    after = _event(user)
+    after = new_event(user)
     await publisher.publish(after)
     replay = await subscriber.replay(user, first.event_id)
     assert replay.complete is False
@@ -352,13 +344,13 @@ async def test_replay_is_incomplete_when_the_broadcast_stream_expired_meanwhile(
     publisher = RedisSSEPublisher(redis_client, enable_retention=True, retention_ttl_seconds=1)
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True, retention_ttl_seconds=1)
     user = uuid4()
-    last = _event(user, i=0)
+    last = new_event(user, i=0)
     await publisher.publish(last)
-    await publisher.broadcast(_event(user, "provider.disconnected"))  # rare broadcasts
+    await publisher.broadcast(new_event(user, "provider.disconnected"))  # rare broadcasts
     broadcast_key = KEYS.broadcast_stream()
 
     async def broadcast_expired() -> bool:
-        await publisher.publish(_event(user))  # the user stream stays alive (and < 1 node)
+        await publisher.publish(new_event(user))  # the user stream stays alive (and < 1 node)
         return not await redis_client.exists(broadcast_key)
 
     await eventually(broadcast_expired, within=5)
@@ -375,9 +367,9 @@ async def test_embedded_replay_is_incomplete_when_the_other_stream_was_trimmed()
         publisher = RedisSSEPublisher(client, enable_retention=True, retention_max_len=5)
         subscriber = RedisSSESubscriber(client, enable_retention=True)
         user = uuid4()
-        last = _event(user)
+        last = new_event(user)
         await publisher.publish(last)
-        shouts = [_event(user, "provider.disconnected", i=i) for i in range(300)]
+        shouts = [new_event(user, "provider.disconnected", i=i) for i in range(300)]
         await publisher.publish_many(shouts, broadcast=True)
         replay = await subscriber.replay(user, last.event_id)
     finally:
@@ -394,14 +386,14 @@ async def test_embedded_replay_is_incomplete_when_the_other_stream_was_trimmed()
 async def test_resume_hands_over_to_live_without_gap_or_duplicate(
     redis_client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    publisher, subscriber = _pair(redis_client)
+    publisher, subscriber = retaining_pair(redis_client)
     user = uuid4()
-    seen = _event(user, i=0)
-    missed = [_event(user, i=1), _event(user, i=2)]
+    seen = new_event(user, i=0)
+    missed = [new_event(user, i=1), new_event(user, i=2)]
     await publisher.publish(seen)
     for event in missed:
         await publisher.publish(event)
-    during = [_event(user, i=3), _event(user, i=4)]
+    during = [new_event(user, i=3), new_event(user, i=4)]
     real_replay = subscriber.retention.resume
 
     async def replay_with_traffic(*args: Any, **kwargs: Any) -> Any:
@@ -415,7 +407,7 @@ async def test_resume_hands_over_to_live_without_gap_or_duplicate(
     monkeypatch.setattr(subscriber.retention, "resume", replay_with_traffic)
     collector = Collector(subscriber.subscribe(user, last_event_id=seen.event_id))
     got = await collector.wait_for(4)
-    after = _event(user, i=5)
+    after = new_event(user, i=5)
     await publisher.publish(after)
     got = await collector.wait_for(5)
     assert [e.data["i"] for e in got] == [1, 2, 3, 4, 5]
@@ -434,20 +426,20 @@ async def test_resume_with_a_category_filter_hands_over_both_streams_exactly_onc
     publisher = RedisSSEPublisher(redis_client, enable_retention=True)
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True)
     user = uuid4()
-    seen = _event(user, "security.session.new", i=0)
+    seen = new_event(user, "security.session.new", i=0)
     await publisher.publish(seen)
-    await publisher.publish(_event(user, "ai.response.chunk", i=-1))  # filtered out
-    await publisher.broadcast(_event(user, "security.password.changed", i=1))
+    await publisher.publish(new_event(user, "ai.response.chunk", i=-1))  # filtered out
+    await publisher.broadcast(new_event(user, "security.password.changed", i=1))
     real_replay = subscriber.retention.resume
 
     async def replay_with_traffic(*args: Any, **kwargs: Any) -> Any:
         # Between the confirmed subscription and the snapshot (both live and replayed) ...
-        await publisher.broadcast(_event(user, "security.password.changed", i=2))
-        await publisher.publish(_event(user, "ai.response.chunk", i=-2))
-        await publisher.publish(_event(user, "security.session.new", i=3))
+        await publisher.broadcast(new_event(user, "security.password.changed", i=2))
+        await publisher.publish(new_event(user, "ai.response.chunk", i=-2))
+        await publisher.publish(new_event(user, "security.session.new", i=3))
         result = await real_replay(*args, **kwargs)
         # ... and after it (live only).
-        await publisher.broadcast(_event(user, "security.password.changed", i=4))
+        await publisher.broadcast(new_event(user, "security.password.changed", i=4))
         return result
 
     monkeypatch.setattr(subscriber.retention, "resume", replay_with_traffic)
@@ -455,7 +447,7 @@ async def test_resume_with_a_category_filter_hands_over_both_streams_exactly_onc
         subscriber.subscribe(user, categories=["security"], last_event_id=seen.event_id)
     )
     got = await collector.wait_for(4)
-    await publisher.publish(_event(user, "security.session.new", i=5))
+    await publisher.publish(new_event(user, "security.session.new", i=5))
     got = await collector.wait_for(5)
     await asyncio.sleep(0.2)
     await collector.stop()
@@ -466,7 +458,7 @@ async def test_resume_with_a_category_filter_hands_over_both_streams_exactly_onc
 
 @pytest.mark.redis
 async def test_resume_without_retention_signals_a_gap(redis_client: Redis) -> None:
-    _, subscriber = _pair(redis_client, enable_retention=False)
+    _, subscriber = retaining_pair(redis_client, enable_retention=False)
     collector = Collector(subscriber.stream(uuid4(), last_event_id=uuid7()))
     [gap] = await collector.wait_for(1)
     assert isinstance(gap, StreamGap)
@@ -514,10 +506,10 @@ async def test_overflow_recovery_keeps_a_broadcast_from_the_same_millisecond(
 
 @pytest.mark.redis
 async def test_retention_is_bounded_by_size(redis_client: Redis) -> None:
-    publisher, _ = _pair(redis_client, retention_max_len=100)
+    publisher, _ = retaining_pair(redis_client, retention_max_len=100)
     user = uuid4()
     for _ in range(10):
-        await publisher.publish_many([_event(user) for _ in range(100)])
+        await publisher.publish_many([new_event(user) for _ in range(100)])
     length = await redis_client.xlen(KEYS.user_stream(user))
     assert 100 <= length < 300  # MAXLEN ~ trims whole macro nodes
 
@@ -531,21 +523,21 @@ async def test_retention_is_bounded_by_age_on_every_append(redis_client: Redis) 
     user = uuid4()
     server_s, server_us = await redis_client.time()
     server_ms = server_s * 1000 + server_us // 1000
-    old = [_event(user, event_id=uuid7(now_ms=server_ms - 120_000 + i)) for i in range(300)]
+    old = [new_event(user, event_id=uuid7(now_ms=server_ms - 120_000 + i)) for i in range(300)]
     await keeper.publish_many(old)
     assert await redis_client.xlen(KEYS.user_stream(user)) == 300
-    await publisher.publish(_event(user))
+    await publisher.publish(new_event(user))
     remaining = await redis_client.xrange(KEYS.user_stream(user))
     assert len(remaining) <= 101  # MINID ~ removed the aged-out macro nodes (whole nodes)
 
 
 @pytest.mark.redis
 async def test_idle_expiry_is_refreshed_by_every_write(redis_client: Redis) -> None:
-    publisher, _ = _pair(redis_client, retention_ttl_seconds=30)
+    publisher, _ = retaining_pair(redis_client, retention_ttl_seconds=30)
     user = uuid4()
-    await publisher.publish(_event(user))
+    await publisher.publish(new_event(user))
     await redis_client.pexpire(KEYS.user_stream(user), 500)
-    await publisher.publish(_event(user))
+    await publisher.publish(new_event(user))
     assert await redis_client.pttl(KEYS.user_stream(user)) > 25_000
 
 
@@ -555,8 +547,10 @@ async def test_a_future_dated_event_does_not_wipe_retention(redis_client: Redis)
         redis_client, enable_retention=True, retention_ttl_seconds=3600, raise_errors=True
     )
     user = uuid4()
-    await publisher.publish_many([_event(user, i=i) for i in range(300)])
-    future = _event(user, event_id=uuid7(now_ms=time.time_ns() // 1_000_000 + TWO_HOURS_MS), i=300)
+    await publisher.publish_many([new_event(user, i=i) for i in range(300)])
+    future = new_event(
+        user, event_id=uuid7(now_ms=time.time_ns() // 1_000_000 + TWO_HOURS_MS), i=300
+    )
     await publisher.publish(future)
     # Before the fix: 4 entries left (MINID = the future event's time minus the one-hour TTL).
     assert await redis_client.xlen(KEYS.user_stream(user)) == 301

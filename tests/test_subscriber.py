@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
@@ -18,31 +17,20 @@ from sse_core import (
     RedisSSEPublisher,
     RedisSSESubscriber,
     SSEChannelKeys,
-    SSEEvent,
     SSEPublisherProtocol,
     SSESubscriberProtocol,
     SubscriberLagged,
 )
 from sse_core.mailbox import OVERFLOW, RESYNC, Mailbox
-from tests.support.streams import Collector, eventually, wait_subscribed
+from tests.support.streams import (
+    eventually,
+    live_collector,
+    new_event,
+    retaining_pair,
+    wait_subscribed,
+)
 
 KEYS = SSEChannelKeys()
-
-
-def _event(user: UUID, event_type: str = "ai.response.chunk", **data: Any) -> SSEEvent:
-    return SSEEvent(event_type=event_type, user_id=user, data=data)
-
-
-def _pair(client: Redis, **kw: Any) -> tuple[RedisSSEPublisher, RedisSSESubscriber]:
-    retention = kw.pop("enable_retention", True)
-    publisher = RedisSSEPublisher(client, enable_retention=retention, **kw)
-    return publisher, RedisSSESubscriber(client, enable_retention=retention)
-
-
-async def _live(client: Redis, subscriber: RedisSSESubscriber, user: UUID, **kw: Any) -> Collector:
-    collector = Collector(subscriber.subscribe(user, **kw))
-    await wait_subscribed(client, KEYS.user_channel(user))
-    return collector
 
 
 # -- live delivery and filtering -----------------------------------------------------------------
@@ -50,20 +38,20 @@ async def _live(client: Redis, subscriber: RedisSSESubscriber, user: UUID, **kw:
 
 @pytest.mark.redis
 async def test_adapters_satisfy_the_protocols(redis_client: Redis) -> None:
-    publisher, subscriber = _pair(redis_client)
+    publisher, subscriber = retaining_pair(redis_client)
     assert isinstance(subscriber, SSESubscriberProtocol)
     assert isinstance(publisher, SSEPublisherProtocol)
 
 
 @pytest.mark.redis
 async def test_subscribe_yields_own_and_broadcast_events_in_order(redis_client: Redis) -> None:
-    publisher, subscriber = _pair(redis_client)
+    publisher, subscriber = retaining_pair(redis_client)
     alice, bob = uuid4(), uuid4()
-    collector = await _live(redis_client, subscriber, alice)
-    sent = [_event(alice, i=0), _event(bob, i=1), _event(alice, i=2)]
+    collector = await live_collector(redis_client, subscriber, alice)
+    sent = [new_event(alice, i=0), new_event(bob, i=1), new_event(alice, i=2)]
     await publisher.publish(sent[0])
     await publisher.publish(sent[1])
-    shout = _event(bob, "provider.disconnected", provider="plaid")
+    shout = new_event(bob, "provider.disconnected", provider="plaid")
     await publisher.broadcast(shout)
     await publisher.publish(sent[2])
     got = await collector.wait_for(3)
@@ -73,11 +61,11 @@ async def test_subscribe_yields_own_and_broadcast_events_in_order(redis_client: 
 
 @pytest.mark.redis
 async def test_category_filter_and_publish_to_users(redis_client: Redis) -> None:
-    publisher, subscriber = _pair(redis_client)
+    publisher, subscriber = retaining_pair(redis_client)
     user, other = uuid4(), uuid4()
-    collector = await _live(redis_client, subscriber, user, categories=["security"])
-    await publisher.publish(_event(user, "ai.response.chunk"))
-    wanted = _event(uuid4(), "security.login.failed", ip="203.0.113.9")
+    collector = await live_collector(redis_client, subscriber, user, categories=["security"])
+    await publisher.publish(new_event(user, "ai.response.chunk"))
+    wanted = new_event(uuid4(), "security.login.failed", ip="203.0.113.9")
     await publisher.publish_to_users([other, user], wanted)
     assert await collector.wait_for(1) == [wanted]
     # The same event reached the other user's stream too, in the same round trip.
@@ -87,9 +75,9 @@ async def test_category_filter_and_publish_to_users(redis_client: Redis) -> None
 
 @pytest.mark.redis
 async def test_subscribe_cleans_up_when_cancelled(redis_client: Redis) -> None:
-    _, subscriber = _pair(redis_client)
+    _, subscriber = retaining_pair(redis_client)
     user = uuid4()
-    collector = await _live(redis_client, subscriber, user)
+    collector = await live_collector(redis_client, subscriber, user)
     await collector.stop()
     await wait_subscribed(redis_client, KEYS.user_channel(user), count=0)
     [(_, count)] = await redis_client.pubsub_numsub(KEYS.user_channel(user))
@@ -99,7 +87,7 @@ async def test_subscribe_cleans_up_when_cancelled(redis_client: Redis) -> None:
 
 @pytest.mark.redis
 async def test_invalid_input_raises_value_error_before_subscribing(redis_client: Redis) -> None:
-    _, subscriber = _pair(redis_client)
+    _, subscriber = retaining_pair(redis_client)
     with pytest.raises(ValueError, match="valid categories are"):
         await anext(subscriber.subscribe(uuid4(), categories=["nope"]))
     with pytest.raises(ValueError, match="invalid user id"):
@@ -142,12 +130,12 @@ async def test_slow_consumer_is_caught_up_from_retention(redis_client: Redis) ->
     subscriber = RedisSSESubscriber(redis_client, enable_retention=True, queue_size=10)
     user = uuid4()
     stream = subscriber.subscribe(user)
-    first = _event(user, i=0)
+    first = new_event(user, i=0)
     pending = asyncio.ensure_future(anext(stream))
     await wait_subscribed(redis_client, KEYS.user_channel(user))
     await publisher.publish(first)
     assert await asyncio.wait_for(pending, 5) == first
-    burst = [_event(user, i=i) for i in range(1, 101)]
+    burst = [new_event(user, i=i) for i in range(1, 101)]
     await publisher.publish_many(burst)  # the consumer is not reading: its queue overflows
     await eventually(lambda: subscriber.stats.dropped > 0)
     got = [await asyncio.wait_for(anext(stream), 5) for _ in range(100)]
@@ -165,7 +153,7 @@ async def test_slow_consumer_without_retention_is_told(redis_client: Redis) -> N
     stream = subscriber.subscribe(user)
     pending = asyncio.ensure_future(anext(stream))
     await wait_subscribed(redis_client, KEYS.user_channel(user))
-    await publisher.publish_many([_event(user, i=i) for i in range(50)])
+    await publisher.publish_many([new_event(user, i=i) for i in range(50)])
     assert (await asyncio.wait_for(pending, 5)).data["i"] == 0
 
     async def drain() -> None:
@@ -188,7 +176,7 @@ async def test_overflow_after_a_stored_foreign_id_is_recovered(redis_client: Red
     stream = subscriber.subscribe(user)
     pending = asyncio.ensure_future(anext(stream))
     await wait_subscribed(redis_client, KEYS.user_channel(user))
-    first = _event(user)
+    first = new_event(user)
     await publisher.publish(first)
     assert await asyncio.wait_for(pending, 5) == first
     # SSEEvent refuses foreign ids; another producer writes one anyway (stream and channel).
@@ -199,7 +187,7 @@ async def test_overflow_after_a_stored_foreign_id_is_recovered(redis_client: Red
         "occurred_at": first.occurred_at.isoformat(),
         "user_id": str(user),
     }
-    burst = [_event(user, i=i) for i in range(10)]
+    burst = [new_event(user, i=i) for i in range(10)]
     await publisher.publish(burst[0])  # queued; the consumer is not reading
     await redis_client.xadd(KEYS.user_stream(user), foreign)  # type: ignore[arg-type]
     await redis_client.publish(KEYS.user_channel(user), json.dumps({**foreign, "data": {}}))
@@ -219,17 +207,17 @@ async def test_overflow_after_a_stored_foreign_id_is_recovered(redis_client: Red
 
 @pytest.mark.redis
 async def test_malformed_messages_are_skipped_and_counted(redis_client: Redis) -> None:
-    publisher, subscriber = _pair(redis_client)
+    publisher, subscriber = retaining_pair(redis_client)
     user = uuid4()
-    collector = await _live(redis_client, subscriber, user)
+    collector = await live_collector(redis_client, subscriber, user)
     await redis_client.publish(KEYS.user_channel(user), b"{not json")
     await redis_client.publish(KEYS.user_channel(user), b'{"event_type": "nope"}')
-    good = _event(user)
+    good = new_event(user)
     await publisher.publish(good)
     assert await collector.wait_for(1) == [good]
     assert subscriber.stats.malformed == 2
     await redis_client.xadd(KEYS.user_stream(user), {"event_id": "garbage", "data": "{"})
-    after = _event(user)
+    after = new_event(user)
     await publisher.publish(after)
     assert await subscriber.get_missed_events(user, good.event_id) == [after]
     assert subscriber.stats.malformed == 3

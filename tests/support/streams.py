@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 from redis.asyncio import Redis
 
+from sse_core import RedisSSEPublisher, RedisSSESubscriber, SSEChannelKeys, SSEEvent
 from tests.support.polling import eventually
 
-__all__ = ["Collector", "eventually", "wait_subscribed"]
+__all__ = [
+    "Collector",
+    "eventually",
+    "live_collector",
+    "new_event",
+    "retaining_pair",
+    "wait_subscribed",
+]
 
 
 class Collector:
@@ -59,3 +68,31 @@ async def wait_subscribed(client: Redis, channel: str, count: int = 1) -> None:
         return int(subscribers) >= count
 
     await eventually(check)
+
+
+def new_event(
+    user: UUID, event_type: str = "ai.response.chunk", *, event_id: UUID | None = None, **data: Any
+) -> SSEEvent:
+    """An event for ``user`` (a fresh UUIDv7 id unless one is given)."""
+    if event_id is None:
+        return SSEEvent(event_type=event_type, user_id=user, data=data)
+    return SSEEvent(event_id=event_id, event_type=event_type, user_id=user, data=data)
+
+
+def retaining_pair(client: Redis, **kw: Any) -> tuple[RedisSSEPublisher, RedisSSESubscriber]:
+    """A publisher and a subscriber on ``client``, retention on unless ``enable_retention``."""
+    retention = kw.pop("enable_retention", True)
+    publisher = RedisSSEPublisher(client, enable_retention=retention, **kw)
+    return publisher, RedisSSESubscriber(client, enable_retention=retention)
+
+
+async def live_collector(
+    client: Redis, subscriber: RedisSSESubscriber, user: UUID, **kw: Any
+) -> Collector:
+    """``subscriber.subscribe(user)`` collected, once the server confirms the subscription."""
+    collector = Collector(subscriber.subscribe(user, **kw))
+    await wait_subscribed(client, _KEYS.user_channel(user))
+    return collector
+
+
+_KEYS = SSEChannelKeys()
