@@ -267,7 +267,7 @@ class SubscriptionHub:
             await asyncio.wait({reader}, timeout=1)
         if pubsub is not None:
             with contextlib.suppress(*CONNECTION_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis-py 8.2
         await self._close_pool()
         for future in [*self._pings, *self._stranded]:
             if future is not None:
