@@ -202,10 +202,15 @@ class PageLog:
 
 
 async def open_notebook(page: Page, url: str, timeout_s: float = 180) -> None:
-    """Open a notebook page and wait until its kernel is idle."""
-    await page.goto(url, timeout=timeout_s * 1000)
-    await page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=timeout_s * 1000)
-    await page.get_by_text(KERNEL_IDLE).first.wait_for(timeout=timeout_s * 1000)
+    """Open a notebook page and wait until its kernel is idle (``timeout_s`` for it all)."""
+    deadline = time.monotonic() + timeout_s
+
+    def left_ms() -> float:
+        return max(1.0, deadline - time.monotonic()) * 1000
+
+    await page.goto(url, timeout=left_ms())
+    await page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=left_ms())
+    await page.get_by_text(KERNEL_IDLE).first.wait_for(timeout=left_ms())
 
 
 async def run_all(page: Page, timeout_s: float = 300) -> float:
