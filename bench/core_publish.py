@@ -255,7 +255,7 @@ async def main() -> None:
         if path.name in REQUIRED:
             passed = ratio >= REQUIRED[path.name]
             ok = ok and passed
-            note = f"  (need >= {REQUIRED[path.name]:.0f}x: {verdict(passed)})"
+            note = f"  (need >= {REQUIRED[path.name]:g}x: {verdict(passed)})"
         print(f"{path.name:<36} {rate:>15,.0f} {spread(path.rates):>19} {ratio:>16.2f}x{note}")
     print("(the ratio is the median of per-repeat ratios to a baseline measured alongside)")
     by_name = {p.name: median(p.rates) for p in paths}

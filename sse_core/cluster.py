@@ -117,6 +117,8 @@ class ClusterBatcher(RedisBatcher):
     """The coalescing batcher on a Redis Cluster: a lane's batch leaves as one pipeline per
     node (all nodes at once) instead of one pipeline on one connection."""
 
+    sends_inline = False  # redis-py's node pipelines are not known to be cancel-safe
+
     def __init__(self, client: RedisCluster) -> None:
         super().__init__(client)
         self._cluster = client

@@ -68,17 +68,18 @@ def encode_event(event: SSEEvent) -> EncodedEvent:
     cannot decode must never be published, or it would be skipped by every subscriber.
     """
     try:
-        payload = event.model_dump_json().encode()
-        _parse_json(payload)
+        payload = pydantic_core.to_json(event)
+        parsed = _parse_json(payload)
         data = pydantic_core.to_json(event.data)
     except (ValueError, RecursionError) as exc:  # PydanticSerializationError is a ValueError
         raise MalformedEvent(f"event {event.event_id} cannot be stored: {_reason(exc)}") from None
     values = [
-        str(event.event_id).encode(),
+        # The parse back already made the ids' and the time's text (as in the payload).
+        parsed["event_id"].encode(),
         event.event_type.value.encode(),
         data,
-        event.occurred_at.isoformat().encode(),
-        str(event.user_id).encode(),
+        parsed["occurred_at"].encode(),
+        parsed["user_id"].encode(),
     ]
     return EncodedEvent(event, payload, values)
 

@@ -19,14 +19,16 @@ event that cannot be stored fails alone and is counted, the rest of its batch go
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from uuid import UUID
 
 from redis.asyncio.cluster import RedisCluster
 
-from sse_core.batcher import Call
+from sse_core.batcher import Call, RedisBatcher
 from sse_core.cluster import batcher_for, require_cluster_layout, sharded
 from sse_core.codec import EncodedEvent, MalformedEvent, encode_event
 from sse_core.connection import RedisClient
@@ -48,11 +50,13 @@ class PublisherStats:
     failed: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Delivery:
+class _Delivery(NamedTuple):  # a tuple: built once per published event, on the hot path
     channel: str
     stream: str | None  # None: live only (a layout that does not retain broadcasts)
     event: SSEEvent
+
+
+_NAMES_CACHED = 4096  # users whose channel and stream names a publisher keeps at hand
 
 
 class RedisSSEPublisher:
@@ -89,6 +93,9 @@ class RedisSSEPublisher:
         self._cluster = isinstance(redis_client, RedisCluster)
         if self._cluster:
             require_cluster_layout(self.layout)
+        # Formatting a UUID into two key names costs more than the rest of routing an event.
+        self._user_names: dict[UUID, tuple[str, str | None]] = {}
+        self._batcher: tuple[asyncio.AbstractEventLoop, RedisBatcher] | None = None
 
     @classmethod
     def from_settings(
@@ -105,17 +112,17 @@ class RedisSSEPublisher:
         )
 
     async def publish(self, event: SSEEvent) -> bool:
-        return await self._deliver([self._to_user(event.user_id, event)])
+        return await self._deliver_one(self._to_user(event.user_id, event))
 
     async def publish_to_user(self, user_id: UUID, event: SSEEvent) -> bool:
-        return await self._deliver([self._to_user(user_id, event)])
+        return await self._deliver_one(self._to_user(user_id, event))
 
     async def publish_to_users(self, user_ids: Iterable[UUID], event: SSEEvent) -> bool:
         """The same event to several users, pipelined together."""
         return await self._deliver([self._to_user(u, event) for u in user_ids])
 
     async def broadcast(self, event: SSEEvent) -> bool:
-        return await self._deliver([self._to_all(event)])
+        return await self._deliver_one(self._to_all(event))
 
     async def publish_many(self, events: Iterable[SSEEvent], *, broadcast: bool = False) -> bool:
         """Many events (each to its own user, or all broadcast), pipelined together, in order."""
@@ -123,7 +130,13 @@ class RedisSSEPublisher:
         return await self._deliver([route(e) for e in events])
 
     def _to_user(self, user_id: UUID, event: SSEEvent) -> _Delivery:
-        return _Delivery(self.keys.user_channel(user_id), self.keys.user_stream(user_id), event)
+        names = self._user_names.get(user_id)
+        if names is None:
+            if len(self._user_names) >= _NAMES_CACHED:
+                self._user_names.clear()
+            names = (self.keys.user_channel(user_id), self.keys.user_stream(user_id))
+            self._user_names[user_id] = names
+        return _Delivery(names[0], names[1], event)
 
     def _to_all(self, event: SSEEvent) -> _Delivery:
         return _Delivery(self.keys.broadcast_channel(), self.layout.broadcast_stream(), event)
@@ -146,6 +159,22 @@ class RedisSSEPublisher:
                     by_event[id(d.event)] = exc
         return [by_event[id(d.event)] for d in deliveries]
 
+    def _batcher_here(self) -> RedisBatcher:
+        """The client's batcher for the running loop (looked up once per loop, not per call)."""
+        loop = asyncio.get_running_loop()
+        if self._batcher is None or self._batcher[0] is not loop:
+            self._batcher = (loop, batcher_for(self._redis))  # on a cluster: batches per node
+        return self._batcher[1]
+
+    async def _deliver_one(self, delivery: _Delivery) -> bool:
+        """One event: :meth:`_deliver` without the lists, for the most common call."""
+        try:
+            encoded = encode_event(delivery.event)
+        except MalformedEvent as exc:
+            return self._outcome([(delivery, exc)], 1)
+        outcome = await self._batcher_here().run_one(self._call(delivery, encoded))
+        return self._outcome([(delivery, outcome)] if isinstance(outcome, Exception) else [], 1)
+
     async def _deliver(self, deliveries: Sequence[_Delivery]) -> bool:
         """Publish through the client's batcher: concurrent calls share pipelined round trips.
 
@@ -158,14 +187,17 @@ class RedisSSEPublisher:
         results: list[object] = list(encoded)
         ready = [(i, e) for i, e in enumerate(encoded) if isinstance(e, EncodedEvent)]
         if ready:
-            batcher = batcher_for(self._redis)  # on a cluster: batches per node
-            sent = await batcher.run([self._call(deliveries[i], e) for i, e in ready])
+            sent = await self._batcher_here().run([self._call(deliveries[i], e) for i, e in ready])
             for (i, _), outcome in zip(ready, sent, strict=True):
                 results[i] = outcome
         failures = [
             (d, r) for d, r in zip(deliveries, results, strict=True) if isinstance(r, Exception)
         ]
-        self.stats.published += len(deliveries) - len(failures)
+        return self._outcome(failures, len(deliveries))
+
+    def _outcome(self, failures: list[tuple[_Delivery, Exception]], attempted: int) -> bool:
+        """Count, log and report (or raise, with ``raise_errors``) what ``attempted`` came to."""
+        self.stats.published += attempted - len(failures)
         if not failures:
             return True
         self.stats.failed += len(failures)
@@ -173,7 +205,7 @@ class RedisSSEPublisher:
         self._log.warning(
             "SSE publish of %d of %d event(s) failed (first: %s %s)",
             len(failures),
-            len(deliveries),
+            attempted,
             first.event.event_type.value,
             first.event.event_id,
             exc_info=exc,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -280,6 +281,26 @@ async def test_a_caller_cancelled_mid_flight_leaves_the_batch_whole(redis: Redis
     assert publisher.stats.failed == 0
 
 
+async def test_a_lone_caller_cancelled_mid_round_trip_leaves_no_stale_reply(redis: Redis) -> None:
+    # A lone publish on an idle lane is sent from its caller's own task: cancelling that
+    # caller while its reply is outstanding must not hand the connection, reply still due, to
+    # the next command on the pool.
+    publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
+    user = uuid4()
+    await publisher.publish(new_event(user, i=0))  # the script is loaded, the pool warm
+    await redis.set("probe", "its own reply")
+    await redis.execute_command("CLIENT", "PAUSE", 300, "WRITE")  # holds the script's reply
+    lone = asyncio.create_task(publisher.publish(new_event(user, i=1)))
+    await asyncio.sleep(0.1)
+    lone.cancel()
+    await asyncio.gather(lone, return_exceptions=True)
+    assert lone.cancelled()
+    replies = await asyncio.gather(*(redis.get("probe") for _ in range(8)))
+    assert replies == [b"its own reply"] * 8
+    assert await publisher.publish(new_event(user, i=2))
+    assert (await _retained(redis, user))[-1] == 2
+
+
 # -- failures: an unreachable Redis; events that cannot be stored -----------------------------
 # Issue #9 item 7: a lone surrogate in ``data`` made ``publish()`` raise
 # ``PydanticSerializationError`` instead of returning ``False`` (or raising ``SSEPublishError``
@@ -383,8 +404,11 @@ def test_the_batchers_packer_sends_exactly_what_redis_py_would() -> None:
 
     from sse_core.batcher import pack_commands
 
+    class Kind(StrEnum):
+        A = "the value, not the name"
+
     commands = [
-        ("EVALSHA", "f" * 40, 2, "k:{u:1}", b"k2", b"\xff\x00\r\n", 0, -7, 1.5, "é ✓"),
+        ("EVALSHA", "f" * 40, 2, "k:{u:1}", b"k2", b"\xff\x00\r\n", 0, -7, 1.5, "é ✓", Kind.A),
         ("PING",),
         ("PUBLISH", "ch", ""),
     ]
