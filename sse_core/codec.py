@@ -13,7 +13,7 @@ raise :class:`MalformedEvent`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,24 +116,43 @@ _FIELD_NAMES: dict[Any, str] = {
     **{name: name for name in STREAM_FIELDS},
     **{name.encode(): name for name in STREAM_FIELDS},
 }
+# The names of an entry encode_event wrote, in its order, as a raw reply lists them.
+_WRITTEN_NAMES = ([name.encode() for name in STREAM_FIELDS], list(STREAM_FIELDS))
 
 
 _ID_FIELDS = ("event_id", "user_id")
 
+StreamFields = Mapping[Any, RedisValue] | Sequence[RedisValue]
+"""One entry's fields: a mapping (redis-py's ``XRANGE``) or the raw flat name/value list."""
 
-def decode_fields(fields: Mapping[Any, RedisValue]) -> SSEEvent:
+
+def _record(fields: StreamFields) -> dict[str, Any]:
+    if isinstance(fields, list | tuple):  # not Mapping: an ABC check costs ~1 us per entry
+        names = fields[0::2]
+        if names in _WRITTEN_NAMES:  # the usual entry: build the dict in C (~0.3 us, not ~3)
+            return dict(zip(STREAM_FIELDS, fields[1::2], strict=True))
+        pairs: Iterable[tuple[Any, RedisValue]] = zip(names, fields[1::2], strict=False)
+    elif isinstance(fields, Mapping):
+        pairs = fields.items()
+    else:
+        raise ValueError(f"not a stream entry's fields: {type(fields).__name__}")
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        name = _FIELD_NAMES.get(key)
+        if name is not None:
+            record[name] = value
+    return record
+
+
+def decode_fields(fields: StreamFields) -> SSEEvent:
     """Inverse of :func:`encode_fields` for one ``XRANGE`` entry.
 
     Values go to the model as Redis returned them: pydantic-core reads ids, type and time
     from bytes itself, which saves decoding each one in Python (~1 us of ~3.3 per entry).
     Fields the model does not know are ignored, as the model ignores extra fields.
     """
-    record: dict[str, Any] = {}
-    for key, value in fields.items():
-        name = _FIELD_NAMES.get(key)
-        if name is not None:
-            record[name] = value
     try:
+        record = _record(fields)
         for name in _ID_FIELDS:
             # pydantic reads 16 bytes as a raw UUID; what encode_event writes is 36 characters.
             if len(record.get(name) or "") == 16:
