@@ -158,6 +158,8 @@ def decode_fields(fields: StreamFields) -> SSEEvent:
             if len(record.get(name) or "") == 16:
                 raise ValueError(f"{name} is not a UUID string")
         record["data"] = _parse_json(record.get("data", "{}"))
-        return SSEEvent.model_validate(record)
+        # The model's validator itself: model_validate's Python wrapper adds ~0.3-0.5 us per entry.
+        event: SSEEvent = SSEEvent.__pydantic_validator__.validate_python(record)
+        return event
     except (ValueError, RecursionError) as exc:
         raise MalformedEvent(f"malformed stream entry: {_reason(exc)}") from None
