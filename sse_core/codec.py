@@ -117,7 +117,7 @@ _FIELD_NAMES: dict[Any, str] = {
     **{name.encode(): name for name in STREAM_FIELDS},
 }
 # The names of an entry encode_event wrote, in its order, as a raw reply lists them.
-_WRITTEN_NAMES = ([name.encode() for name in STREAM_FIELDS], list(STREAM_FIELDS))
+_WRITTEN_NAMES = [name.encode() for name in STREAM_FIELDS]
 
 
 _ID_FIELDS = ("event_id", "user_id")
@@ -129,8 +129,15 @@ StreamFields = Mapping[Any, RedisValue] | Sequence[RedisValue]
 def _record(fields: StreamFields) -> dict[str, Any]:
     if isinstance(fields, list | tuple):  # not Mapping: an ABC check costs ~1 us per entry
         names = fields[0::2]
-        if names in _WRITTEN_NAMES:  # the usual entry: build the dict in C (~0.3 us, not ~3)
-            return dict(zip(STREAM_FIELDS, fields[1::2], strict=True))
+        if names == _WRITTEN_NAMES:  # the usual entry: ~0.6 us, not ~3 for the loop below
+            event_id, event_type, data, occurred_at, user_id = fields[1::2]  # STREAM_FIELDS
+            return {
+                "event_id": event_id,
+                "event_type": event_type,
+                "data": data,
+                "occurred_at": occurred_at,
+                "user_id": user_id,
+            }
         pairs: Iterable[tuple[Any, RedisValue]] = zip(names, fields[1::2], strict=False)
     elif isinstance(fields, Mapping):
         pairs = fields.items()
