@@ -13,7 +13,7 @@ raise :class:`MalformedEvent`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,29 +117,57 @@ _FIELD_NAMES: dict[Any, str] = {
     **{name: name for name in STREAM_FIELDS},
     **{name.encode(): name for name in STREAM_FIELDS},
 }
+# The names of an entry encode_event wrote, in its order, as a raw reply lists them.
+_WRITTEN_NAMES = [name.encode() for name in STREAM_FIELDS]
 
 
 _ID_FIELDS = ("event_id", "user_id")
 
+StreamFields = Mapping[Any, RedisValue] | Sequence[RedisValue]
+"""One entry's fields: a mapping (redis-py's ``XRANGE``) or the raw flat name/value list."""
 
-def decode_fields(fields: Mapping[Any, RedisValue]) -> SSEEvent:
+
+def _record(fields: StreamFields) -> dict[str, Any]:
+    if isinstance(fields, list | tuple):  # not Mapping: an ABC check costs ~1 us per entry
+        names = fields[0::2]
+        if names == _WRITTEN_NAMES:  # the usual entry: ~0.6 us, not ~3 for the loop below
+            event_id, event_type, data, occurred_at, user_id = fields[1::2]  # STREAM_FIELDS
+            return {
+                "event_id": event_id,
+                "event_type": event_type,
+                "data": data,
+                "occurred_at": occurred_at,
+                "user_id": user_id,
+            }
+        pairs: Iterable[tuple[Any, RedisValue]] = zip(names, fields[1::2], strict=False)
+    elif isinstance(fields, Mapping):
+        pairs = fields.items()
+    else:
+        raise ValueError(f"not a stream entry's fields: {type(fields).__name__}")
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        name = _FIELD_NAMES.get(key)
+        if name is not None:
+            record[name] = value
+    return record
+
+
+def decode_fields(fields: StreamFields) -> SSEEvent:
     """Inverse of :func:`encode_fields` for one ``XRANGE`` entry.
 
     Values go to the model as Redis returned them: pydantic-core reads ids, type and time
     from bytes itself, which saves decoding each one in Python (~1 us of ~3.3 per entry).
     Fields the model does not know are ignored, as the model ignores extra fields.
     """
-    record: dict[str, Any] = {}
-    for key, value in fields.items():
-        name = _FIELD_NAMES.get(key)
-        if name is not None:
-            record[name] = value
     try:
+        record = _record(fields)
         for name in _ID_FIELDS:
             # pydantic reads 16 bytes as a raw UUID; what encode_event writes is 36 characters.
             if len(record.get(name) or "") == 16:
                 raise ValueError(f"{name} is not a UUID string")
         record["data"] = _parse_json(record.get("data", "{}"))
-        return SSEEvent.model_validate(record)
+        # The model's validator itself: model_validate's Python wrapper adds ~0.3-0.5 us per entry.
+        event: SSEEvent = SSEEvent.__pydantic_validator__.validate_python(record)
+        return event
     except (ValueError, RecursionError) as exc:
         raise MalformedEvent(f"malformed stream entry: {_reason(exc)}") from None

@@ -125,10 +125,14 @@ def select_resume(
     for index, s in enumerate(slices):
         cursor = position.cursor(index)
         anchor_id = position.anchor_id
-        if cursor is None and anchor_id is not None and _find(s, anchor_id) is not None:
-            cursor, anchor_found = (position.anchor_ms, anchor_id), True
+        found = None
+        if cursor is None and anchor_id is not None:
+            found = _find(s, anchor_id)
+            if found is not None:
+                cursor, anchor_found = (position.anchor_ms, anchor_id), True
         if cursor is not None:
-            found = _find(s, cursor[1])
+            if found is None:
+                found = _find(s, cursor[1])
             if found is None:
                 after = [e for e in s.entries if _key(e) > (cursor[0], cursor[1].int)]
                 complete = False
@@ -142,12 +146,17 @@ def select_resume(
     if anchor_needed and not anchor_found:
         complete = False
     merged = heapq.merge(*taken, key=lambda pair: _key(pair[1]))
-    events = [(i, e.event) for i, e in merged if matches_categories(e.event, categories)]
+    if categories:
+        events = [(i, e.event) for i, e in merged if matches_categories(e.event, categories)]
+    else:
+        events = [(i, e.event) for i, e in merged]
     return SourcedReplay(events, complete)
 
 
 def _find(s: StreamSlice, event_id: UUID) -> int | None:
-    return next((i for i, e in enumerate(s.entries) if e.event.event_id == event_id), None)
+    # Compared as ints: UUID.__eq__ is Python code, run once per retained entry here.
+    wanted = event_id.int
+    return next((i for i, e in enumerate(s.entries) if e.event.event_id.int == wanted), None)
 
 
 def select_after(

@@ -336,6 +336,27 @@ async def test_replay_reports_incomplete_after_a_stream_reset(redis_client: Redi
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_replay_reads_retention_state_on_both_protocols(
+    redis_url: str, protocol: int
+) -> None:
+    # Replay reads XINFO STREAM's raw reply, which is a map on RESP3 and a flat list on RESP2.
+    async with Redis.from_url(redis_url, protocol=protocol) as client:
+        await client.flushall()
+        publisher, subscriber = retaining_pair(client, retention_max_len=10)
+        user = uuid4()
+        events = [new_event(user, i=i) for i in range(300)]
+        await publisher.publish_many(events)
+        await publisher.broadcast(shout := new_event(uuid4(), "provider.disconnected"))
+        outrun = await subscriber.replay(user, events[0].event_id)
+        assert outrun.complete is False
+        assert outrun.events[-1] == shout
+        retained = await subscriber.replay(user, events[-3].event_id)
+        assert retained.complete
+        assert retained.events == [*events[-2:], shout]
+
+
+@pytest.mark.redis
 async def test_replay_is_incomplete_when_the_broadcast_stream_expired_meanwhile(
     redis_client: Redis,
 ) -> None:
