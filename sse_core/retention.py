@@ -45,8 +45,9 @@ async def _raw_transaction(client: Redis, commands: Sequence[tuple[Any, ...]]) -
 
     The reply is read as the server sent it (hiredis or redis-py's parser, no response
     callbacks): redis-py's pipeline would turn every ``XRANGE`` entry into a dict in Python
-    (~4 us each under cProfile, a tenth of a replay) and, on a ``decode_responses=True`` client, decode every
-    value, raising on one that is not UTF-8 where the codec would skip and count it. A dropped
+    (~4 us each under cProfile, a tenth of a replay) and, on a ``decode_responses=True``
+    client, decode every value, raising on one that is not UTF-8 where the codec would skip
+    and count it. A dropped
     connection is retried as redis-py retries a command (reads run twice harmlessly).
     """
     pool = client.connection_pool
