@@ -2,10 +2,13 @@
 
 A client that stops reading (a frozen tab, a stalled proxy, an attacker) makes the server's
 write wait forever: Tornado's ``flush()`` and an ASGI ``send()`` have no timeout of their own.
-Both adapters therefore put every write under one :class:`SendDeadline`: it may wait at most
-``SSE_SEND_TIMEOUT_SECONDS``, and never past the token's expiry (a stream must not outlive its
-credential even while blocked in a write). When it runs out, the adapter closes the connection;
-the client, if it is alive after all, reconnects with ``Last-Event-ID`` and loses nothing.
+Both adapters therefore put every write that has to wait under one :class:`SendDeadline`: it
+may wait at most ``SSE_SEND_TIMEOUT_SECONDS``, and never past the token's expiry (a stream must
+not outlive its credential even while blocked in a write). (Tornado's adapter skips it when the
+socket took the whole write at once: there is nothing to wait for, and a timer per write per
+connection was most of a broadcast's cost with thousands of connections.) When it runs out,
+the adapter closes the connection; the client, if it is alive after all, reconnects with
+``Last-Event-ID`` and loses nothing.
 """
 
 from __future__ import annotations

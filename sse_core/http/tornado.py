@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
@@ -126,7 +127,10 @@ class EventStreamHandler(RequestHandler):
         try:
             async for chunk in chunks:
                 self.write(chunk)
-                if not await deadline.send(self.flush()):  # flush() alone waits forever
+                flushed = self.flush()
+                if self._sent_at_once():
+                    continue
+                if not await deadline.send(flushed):  # flush() alone waits forever
                     stuck = True
                     break
         except StreamClosedError:
@@ -141,6 +145,20 @@ class EventStreamHandler(RequestHandler):
                     deadline.timeout,
                 )
                 self.detach().close()  # drops what the client never took
+
+    def _sent_at_once(self) -> bool:
+        """The socket took the whole write: nothing to wait for, so no deadline to arm.
+
+        Tornado's stream writes at once when its buffer is empty, but its flush future
+        resolves only a few loop iterations later; waiting on it under the deadline (a timer
+        and a waiter per write) was most of a fanned-out broadcast's per-connection cost. A
+        write that had to be buffered (the client is slow) still waits under the deadline.
+        """
+        connection = self.request.connection
+        if not isinstance(connection, HTTP1Connection):
+            return False
+        stream = connection.stream
+        return not stream.writing() and not stream.closed()
 
     def on_connection_close(self) -> None:
         """The client went away: cancel the stream now rather than at the next heartbeat."""
