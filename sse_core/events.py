@@ -43,7 +43,7 @@ class _Uuid7Only:
 
 def _as_utc(value: datetime) -> datetime:
     tzinfo = value.tzinfo
-    if tzinfo is UTC:  # what the codec and the default give: nothing to do
+    if tzinfo is UTC:  # the default: nothing to do (decoded times carry pydantic's own UTC)
         return value
     if tzinfo is None:
         return value.replace(tzinfo=UTC)
