@@ -51,6 +51,7 @@ from sse_core.codec import MalformedEvent, as_text, decode_payload
 from sse_core.connection import RedisClient
 from sse_core.hub import (
     CONNECTION_ERRORS,
+    ChannelRegistry,
     ConnectionState,
     ConnectionStatus,
     Subscription,
@@ -191,7 +192,8 @@ class _NodeLink:
                 self.hub._moved(self, channel)
 
 
-class ClusterHub:
+class ClusterHub(ChannelRegistry):
+    _reconcile_task_name = "ssewatch-cluster-reconcile"
     _hubs: weakref.WeakKeyDictionary[
         RedisCluster, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClusterHub]
     ] = weakref.WeakKeyDictionary()
@@ -212,30 +214,21 @@ class ClusterHub:
         *,
         probe_seconds: float | None = None,
     ) -> None:
+        super().__init__()
         self._client = client
         self._log = logger or logging.getLogger(__name__)
         self.probe_seconds = DEFAULT_PROBE_SECONDS if probe_seconds is None else probe_seconds
-        self._by_channel: dict[str, list[Subscription]] = {}
         self._links: dict[str, _NodeLink] = {}
         self._link_of: dict[str, _NodeLink] = {}  # channel -> the link carrying it
         self._lock = asyncio.Lock()
         self._orphans: set[str] = set()  # wanted channels whose link was lost or slot moved
-        self._unwanted: set[str] = set()  # may still be subscribed, wanted by nobody
-        self._reconciler: asyncio.Task[None] | None = None
         self._stranded: list[asyncio.Future[None]] = []  # attach waiters awaiting a remap
         self._resync: asyncio.Future[None] | None = None
         self._remapping: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._backoff = reconnect_backoff()
-        self.state = ConnectionState.IDLE
-        self.reconnects = 0
-        self.malformed = 0
         self.probes = 0
-
-    def status(self) -> ConnectionStatus:
-        subs = {id(s) for subs in self._by_channel.values() for s in subs}
-        return ConnectionStatus(self.state, self.reconnects, len(subs), self.malformed)
 
     @property
     def nodes(self) -> list[str]:
@@ -247,7 +240,7 @@ class ClusterHub:
         link = self._link_of.get(channel)
         return link.name if link is not None else None
 
-    # -- attach / detach ----------------------------------------------------------------------
+    # -- attach (detach is the registry's) ------------------------------------------------------
 
     async def attach(self, sub: Subscription) -> None:
         """Register ``sub`` and return once its channels are live on every node serving them.
@@ -261,9 +254,7 @@ class ClusterHub:
             async with self._lock:
                 if self.state is ConnectionState.IDLE:
                     self.state = ConnectionState.CONNECTING
-                new = [ch for ch in sub.channels if ch not in self._by_channel]
-                for ch in sub.channels:
-                    self._by_channel.setdefault(ch, []).append(sub)
+                new = self._register(sub)
                 try:
                     await checked(self._place(new))
                     links = {id(lk): lk for ch in sub.channels if (lk := self._link_of.get(ch))}
@@ -287,32 +278,6 @@ class ClusterHub:
         except BaseException:
             await self.detach(sub)
             raise
-
-    async def detach(self, sub: Subscription) -> None:
-        """Forget ``sub`` now; return once no connection serves what nobody wants.
-
-        The network part runs in the hub's own task: cancelling the caller cannot leave a
-        channel subscribed (nor a connection held).
-        """
-        self._forget(sub)
-        await asyncio.shield(self._reconcile_soon())
-
-    def _forget(self, sub: Subscription) -> None:
-        for ch in sub.channels:
-            subs = self._by_channel.get(ch, [])
-            if sub in subs:
-                subs.remove(sub)
-            if not subs:
-                self._by_channel.pop(ch, None)
-                self._unwanted.add(ch)
-
-    def _reconcile_soon(self) -> asyncio.Task[None]:
-        """The reconciling task; one at a time, and it loops until nothing is left to do."""
-        if self._reconciler is None or self._reconciler.done():
-            self._reconciler = asyncio.get_running_loop().create_task(
-                self._reconcile(), name="ssewatch-cluster-reconcile"
-            )
-        return self._reconciler
 
     async def _reconcile(self) -> None:
         async with self._lock:

@@ -119,7 +119,64 @@ def _is_pong(message: dict[str, Any]) -> bool:
     return f"{kind}{message['channel']}{message['data']}".lower() == "pon"
 
 
-class SubscriptionHub:
+class ChannelRegistry:
+    """Who wants which channel, kept the same way by every hub (one server or a cluster).
+
+    Forgetting a subscription is immediate; making the connections match (unsubscribing what
+    nobody wants, going idle when nobody is left) is one reconciling task per hub, which the
+    hub's :meth:`_reconcile` implements for its connections.
+    """
+
+    _reconcile_task_name = "ssewatch-pubsub-reconcile"
+
+    def __init__(self) -> None:
+        self._by_channel: dict[str, list[Subscription]] = {}
+        # Channels that may be subscribed on the server with nobody wanting them any more.
+        self._unwanted: set[str] = set()
+        self._reconciler: asyncio.Task[None] | None = None
+        self.state = ConnectionState.IDLE
+        self.reconnects = 0
+        self.malformed = 0
+
+    def status(self) -> ConnectionStatus:
+        subs = {id(s) for subs in self._by_channel.values() for s in subs}
+        return ConnectionStatus(self.state, self.reconnects, len(subs), self.malformed)
+
+    def _register(self, sub: Subscription) -> list[str]:
+        """Add ``sub``; the channels nobody wanted before (to subscribe now)."""
+        new = [ch for ch in sub.channels if ch not in self._by_channel]
+        for ch in sub.channels:
+            self._by_channel.setdefault(ch, []).append(sub)
+        return new
+
+    async def detach(self, sub: Subscription) -> None:
+        """Forget ``sub`` now; return once no connection serves what nobody wants.
+
+        The network part runs in the hub's own task: cancelling the caller cannot leave a
+        channel subscribed (nor a connection held).
+        """
+        for ch in sub.channels:
+            subs = self._by_channel.get(ch, [])
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                self._by_channel.pop(ch, None)
+                self._unwanted.add(ch)
+        await asyncio.shield(self._reconcile_soon())
+
+    def _reconcile_soon(self) -> asyncio.Task[None]:
+        """The reconciling task; one at a time, and it loops until nothing is left to do."""
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = asyncio.get_running_loop().create_task(
+                self._reconcile(), name=self._reconcile_task_name
+            )
+        return self._reconciler
+
+    async def _reconcile(self) -> None:
+        raise NotImplementedError
+
+
+class SubscriptionHub(ChannelRegistry):
     _hubs: weakref.WeakKeyDictionary[
         Redis, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SubscriptionHub]
     ] = weakref.WeakKeyDictionary()
@@ -137,12 +194,12 @@ class SubscriptionHub:
         return hub
 
     def __init__(self, redis_client: Redis, logger: logging.Logger | None = None) -> None:
+        super().__init__()
         self._redis = redis_client
         self._log = logger or logging.getLogger(__name__)
         self._pubsub: PubSub | None = None
         self._pool: ConnectionPool | None = None  # our own pub/sub pool, when we made one
         self._reader: asyncio.Task[None] | None = None
-        self._by_channel: dict[str, list[Subscription]] = {}
         self._lock = asyncio.Lock()
         # One entry per PING in flight: the waiter it confirms, or None for a resync PING.
         self._pings: deque[asyncio.Future[None] | None] = deque()
@@ -152,16 +209,6 @@ class SubscriptionHub:
         # Pending while a reconnect's resubscription is unconfirmed (see resynced()).
         self._resync: asyncio.Future[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        # Channels that may be subscribed on the server with nobody wanting them any more.
-        self._orphans: set[str] = set()
-        self._reconciler: asyncio.Task[None] | None = None
-        self.state = ConnectionState.IDLE
-        self.reconnects = 0
-        self.malformed = 0
-
-    def status(self) -> ConnectionStatus:
-        subs = {id(s) for subs in self._by_channel.values() for s in subs}
-        return ConnectionStatus(self.state, self.reconnects, len(subs), self.malformed)
 
     async def attach(self, sub: Subscription) -> None:
         """Register ``sub`` and return once its channels are live on the server.
@@ -175,9 +222,7 @@ class SubscriptionHub:
                 if self._pubsub is None:
                     await checked(self._open())
                 assert self._pubsub is not None
-                new = [ch for ch in sub.channels if ch not in self._by_channel]
-                for ch in sub.channels:
-                    self._by_channel.setdefault(ch, []).append(sub)
+                new = self._register(sub)
                 try:
                     if new:
                         await checked(self._pubsub.subscribe(*new))
@@ -196,41 +241,15 @@ class SubscriptionHub:
             await self.detach(sub)
             raise
 
-    async def detach(self, sub: Subscription) -> None:
-        """Forget ``sub`` now; return once the connection no longer serves what nobody wants.
-
-        The network part runs in the hub's own task: cancelling the caller cannot leave a
-        channel subscribed (nor a connection held).
-        """
-        self._forget(sub)
-        await asyncio.shield(self._reconcile_soon())
-
-    def _forget(self, sub: Subscription) -> None:
-        for ch in sub.channels:
-            subs = self._by_channel.get(ch, [])
-            if sub in subs:
-                subs.remove(sub)
-            if not subs:
-                self._by_channel.pop(ch, None)
-                self._orphans.add(ch)
-
-    def _reconcile_soon(self) -> asyncio.Task[None]:
-        """The reconciling task; one at a time, and it loops until nothing is left to do."""
-        if self._reconciler is None or self._reconciler.done():
-            self._reconciler = asyncio.get_running_loop().create_task(
-                self._reconcile(), name="ssewatch-pubsub-reconcile"
-            )
-        return self._reconciler
-
     async def _reconcile(self) -> None:
         async with self._lock:
-            while self._orphans or (not self._by_channel and self._pubsub is not None):
+            while self._unwanted or (not self._by_channel and self._pubsub is not None):
                 if not self._by_channel:
-                    self._orphans.clear()
+                    self._unwanted.clear()
                     await self._close()
                     continue
-                gone = [ch for ch in self._orphans if ch not in self._by_channel]
-                self._orphans.clear()
+                gone = [ch for ch in self._unwanted if ch not in self._by_channel]
+                self._unwanted.clear()
                 if gone and self._pubsub is not None:
                     # On failure, a reconnect resubscribes only what is wanted (and unsubscribes
                     # the rest); a message on an unwanted channel brings it back here.
@@ -398,8 +417,8 @@ class SubscriptionHub:
         subs = self._by_channel.get(channel)
         if not subs:
             # Still subscribed on the server, wanted by nobody: unsubscribe it.
-            if channel not in self._orphans:
-                self._orphans.add(channel)
+            if channel not in self._unwanted:
+                self._unwanted.add(channel)
                 self._reconcile_soon()
             return
         try:
