@@ -132,7 +132,7 @@ async def main(duration: float, baseline: float) -> None:
                 ws.on("framereceived", frame)
 
             page.on("websocket", count)
-            await open_notebook(page, server.page(NOTEBOOK))
+            await open_notebook(page, server, NOTEBOOK)
             chromium = find_pid(marker)
             kernel = next(p for p in tree(server.process.pid) if p != server.process.pid)
 

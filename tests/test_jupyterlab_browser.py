@@ -1,6 +1,7 @@
-"""The notebooks in a real JupyterLab page, offline: what an analyst sees after Run All.
+"""The notebooks in a real JupyterLab page (and the live dashboard in Notebook 7), offline: what
+an analyst sees after Run All.
 
-A throwaway JupyterLab server (tests/support/jupyter.py) serves copies of the notebooks; headless
+A throwaway Jupyter server (tests/support/jupyter.py) serves copies of the notebooks; headless
 Chromium opens each one, runs all cells and checks the page: every Bokeh/Panel output rendered,
 no traceback, no Panel/Bokeh console error, no request leaving the machine (they are refused
 and recorded), and the inline dashboard keeps updating after Run All.
@@ -35,8 +36,9 @@ BOKEH_OUTPUTS = {"01_explore_events.ipynb": 5, DASHBOARD: 2, "03_replay_after_ou
 RENDER_DEADLINE_S = 60
 LIVE_DEADLINE_S = 30
 PANEL_OR_BOKEH = ("bokeh", "panel", "tabulator", "unable to run", "isn't known")
-# Notebook 7 ("notebooks") is not run yet: open_notebook waits for JupyterLab's status bar.
-RUNS = [("lab", name) for name in sorted(BOKEH_OUTPUTS)]
+# Every notebook in JupyterLab; the live dashboard in Notebook 7 too (its page is the other
+# front end users open notebooks in).
+RUNS = [("lab", name) for name in sorted(BOKEH_OUTPUTS)] + [("notebooks", DASHBOARD)]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ async def test_run_all_renders_every_output_offline(
 ) -> None:
     log = PageLog()
     await log.attach(page)
-    await open_notebook(page, jupyter.page(notebook, ui=ui))
+    await open_notebook(page, jupyter, notebook, ui)
     await run_all(page)
 
     deadline = time.monotonic() + RENDER_DEADLINE_S

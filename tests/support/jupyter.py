@@ -57,8 +57,20 @@ class JupyterServer:
         ``reset``: JupyterLab would otherwise restore the last page's workspace, with the notebook
         opened before still in a tab (Run All then waited on the wrong notebook's cells).
         """
-        reset = "reset&" if ui == "lab" else ""
-        return f"{self.url}/{ui}/tree/{notebook}?{reset}token={self.token}"
+        if ui == "notebooks":
+            return f"{self.url}/notebooks/{notebook}?token={self.token}"
+        return f"{self.url}/lab/tree/{notebook}?reset&token={self.token}"
+
+    def kernel_idle(self, notebook: str) -> bool:
+        """Whether ``notebook`` has a session whose kernel the server reports idle (any UI)."""
+        api = f"{self.url}/api/sessions"
+        headers = {"Authorization": f"token {self.token}"}
+        with urllib.request.urlopen(urllib.request.Request(api, headers=headers), timeout=30) as r:
+            sessions = json.load(r)
+        return any(
+            s["path"].endswith(notebook) and s["kernel"]["execution_state"] == "idle"
+            for s in sessions
+        )
 
     def start(self) -> JupyterServer:
         # No SSE_* of the developer's, and nothing of pytest's (kernels are not under test).
@@ -201,16 +213,27 @@ class PageLog:
         page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
 
 
-async def open_notebook(page: Page, url: str, timeout_s: float = 180) -> None:
-    """Open a notebook page and wait until its kernel is idle (``timeout_s`` for it all)."""
+async def open_notebook(
+    page: Page, jupyter: JupyterServer, notebook: str, ui: str = "lab", timeout_s: float = 180
+) -> None:
+    """Open ``notebook`` in ``ui`` and wait until its kernel is idle (``timeout_s`` for it all).
+
+    Idle as the server reports it (the same in both UIs), and in JupyterLab also as its status
+    bar shows it: the page's own connection to the kernel is up.
+    """
     deadline = time.monotonic() + timeout_s
 
     def left_ms() -> float:
         return max(1.0, deadline - time.monotonic()) * 1000
 
-    await page.goto(url, timeout=left_ms())
+    await page.goto(jupyter.page(notebook, ui), timeout=left_ms())
     await page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=left_ms())
-    await page.get_by_text(KERNEL_IDLE).first.wait_for(timeout=left_ms())
+    if ui == "lab":
+        await page.get_by_text(KERNEL_IDLE).first.wait_for(timeout=left_ms())
+    while not jupyter.kernel_idle(notebook):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the kernel of {notebook} was not idle within {timeout_s} s")
+        await asyncio.sleep(0.5)
 
 
 async def run_all(page: Page, timeout_s: float = 300) -> float:
