@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import panel as pn
+from bokeh.document import Document
+from panel.io import resources as panel_resources
 
 from dashboard.app import Dashboard
 from dashboard.backend import Backend
@@ -61,6 +63,7 @@ def build_app(backend: Backend) -> Callable[[], Page]:
 
     def create_session() -> Page:
         try:
+            _local_stylesheets(pn.state.curdoc)
             query = sanitize_page_query(pn.state.session_args)
             # (config.theme is typed read-only, but Panel's config stores it per session.)
             pn.config.theme = query.theme  # type: ignore[misc]
@@ -74,6 +77,19 @@ def build_app(backend: Backend) -> Callable[[], Page]:
             return failed_page(reference)
 
     return create_session
+
+
+def _local_stylesheets(doc: Document | None) -> None:
+    """Make every stylesheet URL this session's models get point at this server from the start.
+
+    Panel writes a component's stylesheet URLs against the document's ``dist_url`` template
+    variable and falls back to cdn.holoviz.org while it is unset; it sets it only when it
+    renders the page, after this factory ran, then patches the models it finds. On a busy
+    machine the live view's tasks add models in between, and the page then loaded its CSS from
+    the CDN (offline: unstyled). Set here, it is the same value Panel sets with local resources.
+    """
+    if doc is not None and panel_resources.RESOURCE_MODE == "server":
+        doc.template_variables.setdefault("dist_url", panel_resources.LOCAL_DIST)
 
 
 def link_notice(notices: Sequence[str]) -> pn.pane.Alert:

@@ -170,6 +170,29 @@ async def test_user_discovery_is_shared_and_cached(fake_redis: FakeAsyncRedis) -
     assert scans == 2
 
 
+async def test_a_served_sessions_stylesheets_are_local_before_its_page_is_rendered(
+    fake_redis: FakeAsyncRedis,
+) -> None:
+    # Panel points stylesheet URLs at cdn.holoviz.org until it renders the page, and patches
+    # only the models it then finds: on a busy server the page loaded its CSS from the CDN.
+    from bokeh.document import Document
+    from bokeh.models import ImportedStyleSheet
+    from panel.io.state import set_curdoc
+
+    from dashboard.server import build_app
+
+    backend = Backend.create(redis_client=fake_redis, demo=False)
+    doc = Document()
+    try:
+        with set_curdoc(doc):
+            build_app(backend)().server_doc(doc)
+        urls = [str(s.url) for r in doc.roots for s in r.select({"type": ImportedStyleSheet})]
+        assert len(urls) > 10
+        assert [u for u in urls if "://" in u] == []
+    finally:
+        await backend.aclose()
+
+
 # -- the Dashboard lifecycle --------------------------------------------------------------------
 
 
