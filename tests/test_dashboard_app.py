@@ -7,6 +7,10 @@ loop, consumes through sse_core on fakeredis, and stops on ``stop()``.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import TypeVar
 from uuid import UUID, uuid4
 
@@ -170,27 +174,43 @@ async def test_user_discovery_is_shared_and_cached(fake_redis: FakeAsyncRedis) -
     assert scans == 2
 
 
-async def test_a_served_sessions_stylesheets_are_local_before_its_page_is_rendered(
-    fake_redis: FakeAsyncRedis,
-) -> None:
+_SESSION_STYLESHEETS = """
+import asyncio, json
+from bokeh.document import Document
+from bokeh.models import ImportedStyleSheet
+from panel.io.state import set_curdoc
+from dashboard.backend import Backend
+from dashboard.server import build_app
+
+async def main():
+    backend = Backend.create(None, demo=False)
+    doc = Document()
+    with set_curdoc(doc):
+        build_app(backend)().server_doc(doc)
+    sheets = [s for r in doc.roots for s in r.select({"type": ImportedStyleSheet})]
+    print(json.dumps([str(s.url) for s in sheets]))
+
+asyncio.run(main())
+"""
+
+
+def test_a_served_sessions_stylesheets_are_local_before_its_page_is_rendered() -> None:
     # Panel points stylesheet URLs at cdn.holoviz.org until it renders the page, and patches
     # only the models it then finds: on a busy server the page loaded its CSS from the CDN.
-    from bokeh.document import Document
-    from bokeh.models import ImportedStyleSheet
-    from panel.io.state import set_curdoc
-
-    from dashboard.server import build_app
-
-    backend = Backend.create(redis_client=fake_redis, demo=False)
-    doc = Document()
-    try:
-        with set_curdoc(doc):
-            build_app(backend)().server_doc(doc)
-        urls = [str(s.url) for r in doc.roots for s in r.select({"type": ImportedStyleSheet})]
-        assert len(urls) > 10
-        assert [u for u in urls if "://" in u] == []
-    finally:
-        await backend.aclose()
+    # In its own interpreter: a session built outside a server leaves Panel's global state
+    # (its periodic callbacks, its document) behind for every later dashboard in the process.
+    done = subprocess.run(
+        [sys.executable, "-c", _SESSION_STYLESHEETS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    urls = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(urls) > 10
+    assert [u for u in urls if "://" in u] == []
 
 
 # -- the Dashboard lifecycle --------------------------------------------------------------------
