@@ -17,6 +17,8 @@ asyncio sockets, so the client side stays cheap) and the publisher. Bounded: N c
 
     python3 -m bench.http_fanout [--connections 1000] [--broadcasts 40] [--naive-connections N]
 
+``FANOUT_GC_LOG=1`` makes the server processes print each full garbage collection they run.
+
 The naive baseline holds one Redis connection per client, so it runs with at most
 ``--naive-connections`` (default: as many as the shared mode, capped at 2,000: redis-server
 refuses clients past 10,000); with 10,000 shared connections it is the 2,000-connection
@@ -113,6 +115,28 @@ class NaiveHandler(RequestHandler):
             self.task.cancel()
 
 
+def log_full_collections() -> None:
+    """Print each of the server's gen-2 collections and its duration to stderr.
+
+    With thousands of connections a full collection walks every connection's objects; one
+    landing inside a broadcast is that broadcast's p99.
+    """
+    import gc
+
+    started: list[float] = [0.0]
+
+    def log(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = (time.perf_counter() - started[0]) * 1000
+        print(f"server gc gen2: {took:.0f} ms", file=sys.stderr, flush=True)
+
+    gc.callbacks.append(log)
+
+
 async def serve(mode: str, port: int, redis_url: str) -> None:
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
@@ -125,6 +149,8 @@ async def serve(mode: str, port: int, redis_url: str) -> None:
     else:
         endpoint = EventStreamEndpoint(redis, settings)
         routes = [("/events", NaiveHandler, {"redis": redis, "endpoint": endpoint})]
+    if os.environ.get("FANOUT_GC_LOG"):
+        log_full_collections()
     server = HTTPServer(Application(routes))
     server.add_sockets(bind_sockets(port, "127.0.0.1", backlog=1024))
     print("READY", flush=True)

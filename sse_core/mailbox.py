@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import Generic, TypeVar
 
@@ -50,6 +51,7 @@ class Mailbox(Generic[T]):
         self._sizes: deque[int] = deque()  # one per item, signals 0
         self._overflowed = False
         self._waiter: asyncio.Future[None] | None = None
+        self._take: Callable[[T], bool] | None = None  # the waiting consumer's, see get()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -70,6 +72,8 @@ class Mailbox(Generic[T]):
             self.dropped += 1
             self._wake()
             return False
+        if self._take is not None and not self._items and self._take(item):
+            return True
         self._items.append(item)
         self._sizes.append(size)
         self.queued_bytes += size
@@ -82,7 +86,15 @@ class Mailbox(Generic[T]):
         self._sizes.append(0)
         self._wake()
 
-    async def get(self) -> T | Signal:
+    async def get(self, take: Callable[[T], bool] | None = None) -> T | Signal:
+        """The next item or signal, waiting for one.
+
+        While it waits, ``take`` (if given) is offered each item first, from the producer's
+        call: a consumer that can finish an item at once (an idle socket) takes it there, and
+        no task wakes for it. An item it refuses (it returns ``False``) is queued as usual, and
+        nothing is offered to it while anything is queued, so the consumer's order holds.
+        ``take`` must neither block nor raise: it runs inside the producer.
+        """
         while True:
             if self._items:
                 self.queued_bytes -= self._sizes.popleft()
@@ -91,10 +103,12 @@ class Mailbox(Generic[T]):
                 self._overflowed = False
                 return OVERFLOW
             self._waiter = asyncio.get_running_loop().create_future()
+            self._take = take
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                self._take = None
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

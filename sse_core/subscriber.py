@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
@@ -196,6 +196,7 @@ class RedisSSESubscriber:
         last_event_id: UUID | str | None = None,
         *,
         since_ms: int | None = None,
+        sink: Callable[[SSEEvent], bool] | None = None,
     ) -> AsyncIterator[SSEEvent | StreamGap]:
         """Like :meth:`subscribe`, but yields a :class:`StreamGap` wherever events may be missing.
 
@@ -205,6 +206,12 @@ class RedisSSESubscriber:
         ``since_ms`` (epoch milliseconds, instead of ``last_event_id``) resumes from a time:
         history from then on, then live, with the same hand-over (a dashboard's back-fill); if
         retention no longer reaches back that far, a ``StreamGap("resume", None)`` comes first.
+
+        ``sink`` is the consumer's fast path for live events: while the iteration waits for the
+        next item, each live event is offered to it where the shared reader hands it over, and
+        one it takes (returns ``True`` for: it delivered the event itself, e.g. wrote it to an
+        idle socket) is not yielded. It must neither block nor raise. Replayed events, gaps and
+        the hand-over's possible duplicates always come through the iteration.
         """
         uid = parse_user_id(user_id)
         allowed = frozenset(validate_categories(categories))
@@ -226,6 +233,16 @@ class RedisSSESubscriber:
         handover = HandOver()
         resuming = last is not None or since_ms is not None
         pending: Signal | None = RESUME if resuming else None
+
+        def take(item: tuple[int, SSEEvent]) -> bool:
+            nonlocal latest
+            source, event = item
+            if sink is None or handover.pending or not sink(event):
+                return False
+            self.stats.delivered += 1
+            lasts[source] = latest = event
+            return True
+
         try:
             while True:
                 if pending is not None:
@@ -243,7 +260,7 @@ class RedisSSESubscriber:
                         yield caught
                     handover.begin(replayed)
                     pending = None
-                item = await sub.mailbox.get()
+                item = await sub.mailbox.get(take if sink is not None else None)
                 if isinstance(item, Signal):
                     if item is OVERFLOW:
                         self.stats.lagged += 1

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.request import redact_token
+from sse_core.http.tornado import EventStreamHandler
 from tests.support.http_adapters import ADAPTERS, serve_endpoint
 from tests.support.polling import eventually
 from tests.support.sse_http import (
@@ -130,6 +131,61 @@ async def test_stream_starts_with_retry_then_delivers_live_events(
             f"event: {e.event_type.value}",
             f"data: {json.dumps(e.data)}",
         ]
+
+
+async def one_by_one(
+    redis: Redis, publisher: RedisSSEPublisher, base: str, events: list[SSEEvent], *, ends: bool
+) -> list[str]:
+    """Ids a client got for ``events`` published one at a time, each once the last arrived (so
+    each finds the stream idle); with ``ends``, the response must then end by itself."""
+    got: list[str] = []
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        aconnect_sse(client, "GET", f"{base}/events", headers=auth()) as source,
+    ):
+
+        async def read() -> None:
+            async for sse in source.aiter_sse():
+                if sse.data:
+                    got.append(sse.id)
+                    if len(got) == len(events) and not ends:
+                        return
+
+        reader = asyncio.ensure_future(read())
+        await live(redis)
+        for n, e in enumerate(events, 1):
+            await publisher.publish(e)
+            await eventually(lambda: len(got), lambda count: count == n)  # noqa: B023
+        await asyncio.wait_for(reader, 10)
+    return got
+
+
+async def test_tornado_writes_live_events_onto_an_idle_socket_from_the_reader(
+    redis: Redis, publisher: RedisSSEPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fan-out fast path is really taken (a Tornado that frames differently turns it off)."""
+    taken: list[bool] = []
+    write_now = EventStreamHandler._write_now
+
+    def spy(handler: EventStreamHandler, chunk: str) -> bool:
+        taken.append(write_now(handler, chunk))
+        return taken[-1]
+
+    monkeypatch.setattr(EventStreamHandler, "_write_now", spy)
+    sent = [event(n=i, text="multi\nline " + "x" * (i * 5000)) for i in range(4)]
+    async with serve_endpoint("tornado", redis, sse_settings()) as (base, _):
+        got = await one_by_one(redis, publisher, base, sent, ends=False)
+    assert got == [str(e.event_id) for e in sent]
+    assert taken == [True] * len(sent)
+
+
+async def test_live_events_end_a_bounded_response_exactly_at_max_events(
+    redis: Redis, serve: Serve, publisher: RedisSSEPublisher
+) -> None:
+    sent = [event(n=i) for i in range(3)]
+    async with serve(max_events=3) as (base, _):
+        got = await one_by_one(redis, publisher, base, sent, ends=True)
+    assert got == [str(e.event_id) for e in sent]
 
 
 async def test_envelope_is_opt_in(redis: Redis, serve: Serve, publisher: RedisSSEPublisher) -> None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from sse_core.connection import RedisClient
 from sse_core.http.request import RequestRejected, StreamRequest, check_stream_request
 from sse_core.http.sending import SendDeadline
-from sse_core.http.stream import StreamOptions, event_stream
+from sse_core.http.stream import StreamOptions, WriteNow, event_stream
 from sse_core.http.tokens import TokenSecretMissing, TokenSigner
 from sse_core.settings import SSESettings
 from sse_core.subscriber import RedisSSESubscriber
@@ -77,10 +77,16 @@ class EventStreamEndpoint:
         """How long each write of this request's stream may wait (send timeout, token expiry)."""
         return SendDeadline(self.options.send_timeout_seconds, request.expires_at)
 
-    async def stream(self, request: StreamRequest) -> AsyncGenerator[str, None]:
-        """The connection's wire chunks; close or cancel the iteration when the client leaves."""
+    async def stream(
+        self, request: StreamRequest, write_now: WriteNow | None = None
+    ) -> AsyncGenerator[str, None]:
+        """The connection's wire chunks; close or cancel the iteration when the client leaves.
+
+        ``write_now``: the adapter's synchronous write, for the live fast path
+        (:func:`~sse_core.http.stream.event_stream`).
+        """
         self.active_streams += 1
-        chunks = event_stream(self.subscriber, request, self.options)
+        chunks = event_stream(self.subscriber, request, self.options, write_now)
         try:
             async for chunk in chunks:
                 yield chunk

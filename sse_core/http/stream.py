@@ -17,7 +17,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sse_core.events import SSEEvent
@@ -119,17 +119,73 @@ async def _next(items: AsyncIterator[SSEEvent | StreamGap]) -> SSEEvent | Stream
         return _END
 
 
+WriteNow = Callable[[str], bool]
+"""An adapter's synchronous write: ``True`` if the connection took the chunk without waiting
+(nothing of its own queued, nothing being flushed), ``False`` (and nothing written) if not."""
+
+
+class _Pace:
+    """One connection's bounds and counters, shared by its render loop and its fast path.
+
+    The fast path (:meth:`offer`, given to :meth:`RedisSSESubscriber.stream` as its ``sink``)
+    writes a live event straight from the shared reader's hand-over while the loop waits: no
+    task wakes, no generator resumes, nothing outlives the write. With 10,000 connections that
+    per-event machinery (a task, its coroutine, three generator frames' awaitables, futures)
+    was most of a broadcast's time, and the garbage collector's full passes over it the rest.
+    It refuses (and the event takes the loop's path, in order) when the adapter cannot write at
+    once, and for the event that ends a ``max_events`` stream, so the loop sees its end.
+    """
+
+    __slots__ = ("end", "envelope", "heartbeat", "limit", "loop", "quiet_at", "sent", "write_now")
+
+    def __init__(
+        self,
+        options: StreamOptions,
+        expires_at: float | None = None,
+        write_now: WriteNow | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        ends = [math.inf]
+        if options.max_seconds is not None:
+            ends.append(self.loop.time() + options.max_seconds)
+        if expires_at is not None:
+            ends.append(self.loop.time() + (expires_at - time.time()))
+        self.end = min(ends)
+        self.limit = options.max_events if options.max_events is not None else math.inf
+        self.heartbeat = options.heartbeat_seconds
+        self.envelope = options.envelope
+        self.write_now = write_now
+        self.sent = 0
+        self.quiet_at = math.inf  # loop time at which the current wait is answered by a heartbeat
+
+    def quiet_from_now(self) -> None:
+        # Never earlier than before (now only grows, end is fixed), so an armed timer is
+        # never late.
+        self.quiet_at = min(self.loop.time() + self.heartbeat, self.end)
+
+    def offer(self, event: SSEEvent) -> bool:
+        if self.write_now is None or self.sent + 1 >= self.limit:
+            return False
+        if not self.write_now(_wire.format(event, self.envelope)):
+            return False
+        self.sent += 1
+        self.quiet_from_now()
+        return True
+
+
 async def render_stream(
     items: AsyncIterator[SSEEvent | StreamGap],
     options: StreamOptions,
     *,
     expires_at: float | None = None,
+    pace: _Pace | None = None,
 ) -> AsyncGenerator[str, None]:
     """Wire chunks for ``items`` (a :meth:`RedisSSESubscriber.stream`), with heartbeats.
 
     Ends after ``options.max_events`` events, ``options.max_seconds``, or at ``expires_at``
     (unix seconds: the token's expiry, so a stream never outlives its credential). ``items`` is
-    closed however this generator ends.
+    closed however this generator ends. (:func:`event_stream` passes ``pace``: the same bounds,
+    shared with the fast path it gave ``items``.)
 
     The next item is awaited as a task that survives heartbeat timeouts: timing out must not
     cancel the subscriber mid-read (that would end its subscription). The heartbeat is one
@@ -137,17 +193,11 @@ async def render_stream(
     ``asyncio.wait``'s waiter and sets) per event was, with 10,000 connections, a large share
     of a broadcast's time and of the garbage the collector then had to walk.
     """
-    loop = asyncio.get_running_loop()
-    ends = [math.inf]
-    if options.max_seconds is not None:
-        ends.append(loop.time() + options.max_seconds)
-    if expires_at is not None:
-        ends.append(loop.time() + (expires_at - time.time()))
-    end = min(ends)
-    limit = options.max_events if options.max_events is not None else math.inf
+    if pace is None:
+        pace = _Pace(options, expires_at)
+    loop = pace.loop
     pending: asyncio.Task[SSEEvent | StreamGap | _Exhausted] | None = None
     waiter: asyncio.Future[None] | None = None
-    quiet_at = math.inf  # loop time at which the current wait is answered by a heartbeat
     timer: asyncio.TimerHandle | None = None
 
     def wake(_: object = None) -> None:
@@ -156,35 +206,31 @@ async def render_stream(
 
     def on_timer() -> None:
         nonlocal timer
-        if timer is not None and timer.when() >= quiet_at:
+        if timer is not None and timer.when() >= pace.quiet_at:
             timer = None
             wake()
         else:  # events came meanwhile: the quiet period now ends later
-            timer = loop.call_at(quiet_at, on_timer)
+            timer = loop.call_at(pace.quiet_at, on_timer)
 
-    sent = 0
     try:
         yield format_retry(options.retry_ms)
-        while sent < limit:
-            now = loop.time()
-            if now >= end:
+        while pace.sent < pace.limit:
+            if loop.time() >= pace.end:
                 return
             if pending is None:
                 pending = asyncio.ensure_future(_next(items))
                 pending.add_done_callback(wake)
-            # Never earlier than the previous wait's (now only grows, end is fixed), so an
-            # armed timer is never late.
-            quiet_at = min(now + options.heartbeat_seconds, end)
+            pace.quiet_from_now()
             if not pending.done():
                 if timer is None:
-                    timer = loop.call_at(quiet_at, on_timer)
+                    timer = loop.call_at(pace.quiet_at, on_timer)
                 waiter = loop.create_future()
                 try:
                     await waiter
                 finally:
                     waiter = None
             if not pending.done():
-                if loop.time() < end:
+                if loop.time() < pace.end:
                     yield format_comment(HEARTBEAT)
                 continue
             item, pending = pending.result(), None
@@ -193,7 +239,7 @@ async def render_stream(
             if isinstance(item, StreamGap):
                 yield stream_reset_message(item)
             else:
-                sent += 1
+                pace.sent += 1
                 yield _wire.format(item, options.envelope)
     finally:
         if timer is not None:
@@ -207,10 +253,21 @@ async def render_stream(
 
 
 def event_stream(
-    subscriber: RedisSSESubscriber, request: StreamRequest, options: StreamOptions
+    subscriber: RedisSSESubscriber,
+    request: StreamRequest,
+    options: StreamOptions,
+    write_now: WriteNow | None = None,
 ) -> AsyncGenerator[str, None]:
-    """The whole connection: ``subscriber.stream`` (replay + live + gaps) rendered for the wire."""
+    """The whole connection: ``subscriber.stream`` (replay + live + gaps) rendered for the wire.
+
+    With ``write_now`` (call it from the event loop's thread), live events the connection can
+    take at once are written by it directly instead of being yielded; see :class:`_Pace`.
+    """
+    pace = _Pace(options, request.expires_at, write_now)
     items = subscriber.stream(
-        request.user_id, [c.value for c in request.categories], request.last_event_id
+        request.user_id,
+        [c.value for c in request.categories],
+        request.last_event_id,
+        sink=pace.offer if write_now is not None else None,
     )
-    return render_stream(items, options, expires_at=request.expires_at)
+    return render_stream(items, options, expires_at=request.expires_at, pace=pace)
