@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -25,6 +26,8 @@ from sse_core.http.request import StreamRequest
 from sse_core.settings import SSESettings
 from sse_core.subscriber import RedisSSESubscriber, StreamGap
 from sse_core.wire import format_comment, format_event, format_retry
+
+log = logging.getLogger(__name__)
 
 STREAM_RESET = "stream-reset"
 HEARTBEAT = "ping"
@@ -164,9 +167,18 @@ class _Pace:
         self.quiet_at = min(self.loop.time() + self.heartbeat, self.end)
 
     def offer(self, event: SSEEvent) -> bool:
-        if self.write_now is None or self.sent + 1 >= self.limit:
+        write_now = self.write_now
+        if write_now is None or self.sent + 1 >= self.limit:
             return False
-        if not self.write_now(_wire.format(event, self.envelope)):
+        try:
+            written = write_now(_wire.format(event, self.envelope))
+        except Exception:
+            # It runs inside the shared reader, which must never fail for one connection: this
+            # connection falls back to the loop's path, where the same failure ends only it.
+            log.exception("SSE fast-path write failed; this stream goes on without it")
+            self.write_now = None
+            return False
+        if not written:
             return False
         self.sent += 1
         self.quiet_from_now()
