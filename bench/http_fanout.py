@@ -17,7 +17,8 @@ asyncio sockets, so the client side stays cheap) and the publisher. Bounded: N c
 
     python3 -m bench.http_fanout [--connections 1000] [--broadcasts 40] [--naive-connections N]
 
-``FANOUT_GC_LOG=1`` makes the server processes print each full garbage collection they run.
+``FANOUT_GC_LOG=1`` prints each full garbage collection of the server processes and the start of
+each broadcast, on one clock (``time.monotonic``), so a collection inside a broadcast shows.
 
 The naive baseline holds one Redis connection per client, so it runs with at most
 ``--naive-connections`` (default: as many as the shared mode, capped at 2,000: redis-server
@@ -132,7 +133,8 @@ def log_full_collections() -> None:
             started[0] = time.perf_counter()
             return
         took = (time.perf_counter() - started[0]) * 1000
-        print(f"server gc gen2: {took:.0f} ms", file=sys.stderr, flush=True)
+        at = time.monotonic()
+        print(f"server gc gen2 at {at:.3f}: {took:.0f} ms", file=sys.stderr, flush=True)
 
     gc.callbacks.append(log)
 
@@ -328,6 +330,8 @@ async def run_mode(mode: str, n: int, broadcasts: int, redis_url: str) -> Result
             )
             fanout.expect(f"id: {event.event_id}".encode())
             sent = time.monotonic()
+            if os.environ.get("FANOUT_GC_LOG"):
+                print(f"broadcast {seq} at {sent:.3f}", file=sys.stderr, flush=True)
             await publisher.broadcast(event)
             await asyncio.wait_for(fanout.done.wait(), 30)
             arrivals = [t - sent for t in fanout.arrivals.values()]
