@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid1, uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -119,6 +120,27 @@ def test_occurred_at_is_normalised_to_utc() -> None:
         event_type="ai.response.chunk", user_id=uuid4(), occurred_at=datetime(2026, 1, 1)
     )
     assert naive.occurred_at.tzinfo is UTC
+
+
+def test_a_decoded_utc_time_is_kept_and_other_zones_converted() -> None:
+    # A decoded "Z" time keeps pydantic's own UTC tzinfo (converting it cost every replayed
+    # event ~0.5 us); a zone that is merely at offset 0 that day is still converted.
+    user = uuid4()
+    decoded = SSEEvent.model_validate_json(
+        json.dumps(
+            {
+                "event_type": "ai.response.chunk",
+                "user_id": str(user),
+                "occurred_at": "2026-01-01T10:00:00Z",
+            }
+        )
+    )
+    assert decoded.occurred_at == datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    assert decoded.occurred_at.tzname() == "UTC"
+    london = datetime(2026, 1, 1, 10, 0, tzinfo=ZoneInfo("Europe/London"))  # GMT: offset 0
+    event = SSEEvent(event_type="ai.response.chunk", user_id=user, occurred_at=london)
+    assert event.occurred_at.tzinfo is UTC
+    assert event.occurred_at.tzname() == "UTC"
 
 
 def test_dict_round_trip_is_json_safe() -> None:
