@@ -57,8 +57,9 @@ class Mailbox(Generic[T]):
         return len(self._items)
 
     def put(self, item: T, size: int = 0) -> bool:
-        """Queue ``item`` (``size`` bytes); ``False`` (and counted in :attr:`dropped`) if the
-        consumer is behind."""
+        """Hand ``item`` (``size`` bytes) to the consumer: taken at once if it waits with a
+        ``take`` that accepts it (see :meth:`get`), else queued; ``False`` (and counted in
+        :attr:`dropped`) if the consumer is behind."""
         if (
             self._overflowed
             or len(self._items) >= self.capacity

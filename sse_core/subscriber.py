@@ -210,8 +210,9 @@ class RedisSSESubscriber:
         ``sink`` is the consumer's fast path for live events: while the iteration waits for the
         next item, each live event is offered to it where the shared reader hands it over, and
         one it takes (returns ``True`` for: it delivered the event itself, e.g. wrote it to an
-        idle socket) is not yielded. It must neither block nor raise. Replayed events, gaps and
-        the hand-over's possible duplicates always come through the iteration.
+        idle socket) is not yielded. It must not block; if it raises, the error is logged and
+        the stream goes on without it. Replayed events, gaps and the hand-over's possible
+        duplicates always come through the iteration.
         """
         uid = parse_user_id(user_id)
         allowed = frozenset(validate_categories(categories))
@@ -234,13 +235,26 @@ class RedisSSESubscriber:
         resuming = last is not None or since_ms is not None
         pending: Signal | None = RESUME if resuming else None
 
-        def take(item: tuple[int, SSEEvent]) -> bool:
+        def delivered(source: int, event: SSEEvent) -> None:
             nonlocal latest
-            source, event = item
-            if sink is None or handover.pending or not sink(event):
-                return False
             self.stats.delivered += 1
             lasts[source] = latest = event
+
+        def take(item: tuple[int, SSEEvent]) -> bool:
+            nonlocal sink
+            if sink is None or handover.pending:
+                return False
+            source, event = item
+            try:
+                if not sink(event):
+                    return False
+            except Exception:
+                # It runs inside the shared reader, which must not fail for one consumer: this
+                # stream goes on without its fast path, the event through the iteration.
+                self._log.exception("an SSE stream's sink failed; it is no longer offered events")
+                sink = None
+                return False
+            delivered(source, event)
             return True
 
         try:
@@ -268,8 +282,7 @@ class RedisSSESubscriber:
                     continue
                 source, event = item
                 if handover.admit(event):
-                    self.stats.delivered += 1
-                    lasts[source] = latest = event
+                    delivered(source, event)
                     yield event
                 else:
                     self.stats.duplicates += 1

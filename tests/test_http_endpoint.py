@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from sse_core import RedisSSEPublisher, SSEEvent, SSEEventType, SSESettings
 from sse_core.http import STREAM_RESET, EventStreamEndpoint, TokenSigner
 from sse_core.http.request import redact_token
-from sse_core.http.tornado import EventStreamHandler
+from sse_core.http.tornado import EventStreamHandler, event_routes
 from tests.support.http_adapters import ADAPTERS, serve_endpoint
 from tests.support.polling import eventually
 from tests.support.sse_http import (
@@ -33,6 +33,7 @@ from tests.support.sse_http import (
     channel_subscribers,
     hub_subscriptions,
     new_secret,
+    tornado_server,
 )
 
 pytestmark = pytest.mark.redis
@@ -177,6 +178,35 @@ async def test_tornado_writes_live_events_onto_an_idle_socket_from_the_reader(
         got = await one_by_one(redis, publisher, base, sent, ends=False)
     assert got == [str(e.event_id) for e in sent]
     assert taken == [True] * len(sent)
+
+
+async def test_tornado_with_compression_still_sends_a_readable_stream(
+    redis: Redis, publisher: RedisSSEPublisher
+) -> None:
+    """Compressed output goes through Tornado's transform, never the raw fast path."""
+    sent = [event(n=i, text="x" * (i * 3000)) for i in range(3)]
+    async with (
+        tornado_server(event_routes(redis, sse_settings()), compress_response=True) as base,
+        httpx.AsyncClient(timeout=10) as client,  # asks for gzip and inflates it
+        aconnect_sse(client, "GET", f"{base}/events", headers=auth()) as source,
+    ):
+        assert source.response.headers["content-encoding"] == "gzip"
+        got: list[str] = []
+
+        async def read() -> None:
+            async for sse in source.aiter_sse():
+                if sse.data:
+                    got.append(sse.id)
+
+        reader = asyncio.ensure_future(read())
+        await live(redis)
+        for n, e in enumerate(sent, 1):
+            await publisher.publish(e)
+            await eventually(lambda: reader.done() or len(got) == n)  # noqa: B023
+        if reader.done():
+            reader.result()  # raises what broke the stream (a body that does not inflate)
+        reader.cancel()
+    assert got == [str(e.event_id) for e in sent]
 
 
 async def test_live_events_end_a_bounded_response_exactly_at_max_events(

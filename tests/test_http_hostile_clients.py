@@ -116,6 +116,35 @@ async def test_a_client_that_stops_reading_is_closed_after_the_send_timeout(
             sock.close()
 
 
+@pytest.mark.parametrize("max_seconds", [None, 2.0], ids=["open", "bounded"])
+async def test_a_client_that_stops_reading_mid_event_is_closed_after_the_send_timeout(
+    redis: Redis, max_seconds: float | None
+) -> None:
+    """One event bigger than the kernel's buffers, then nothing: what the socket did not take
+    waits under the send deadline too, not until the next heartbeat (30 s here); a bounded
+    response ends and closes instead of waiting forever to finish."""
+    publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
+    huge = SSEEvent(
+        event_type=SSEEventType.IMPORT_PROGRESS, user_id=ALICE, data={"b": "x" * 8_000_000}
+    )
+    conf = settings()
+    async with serve_endpoint("tornado", redis, conf, max_seconds=max_seconds) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        sock = await stuck_client(port, events_request(port, token()))
+        try:
+            await eventually(lambda: channel_subscribers(redis, ALICE), what="SUBSCRIBE")
+            await publisher.publish(huge)
+            await eventually(
+                lambda: hub_subscriptions(redis) == 0, what="the stream released", within=10
+            )
+            await asyncio.sleep(SEND_TIMEOUT + 1)  # past the deadline, still not reading
+            received = await read_to_eof(sock, within=10)  # closed: EOF after the buffered part
+            assert received.startswith(b"HTTP/1.1 200")
+            assert len(received) < len(huge.data["b"])  # given up, not delivered
+        finally:
+            sock.close()
+
+
 async def test_others_keep_receiving_while_one_client_is_stuck(redis: Redis) -> None:
     publisher = RedisSSEPublisher(redis, enable_retention=True, raise_errors=True)
     conf = settings(send_timeout_seconds=60)  # ALICE stays stuck for the whole test

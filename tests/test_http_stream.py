@@ -12,7 +12,7 @@ import pytest
 
 from sse_core import SSEEvent, SSEEventType, StreamGap, uuid7
 from sse_core.http import STREAM_RESET, StreamOptions, render_stream
-from sse_core.http.stream import _Pace
+from sse_core.http.stream import _StreamState
 from sse_core.settings import SSESettings
 
 USER = UUID("5d2f0a3e-9c61-4b1e-8f7a-2a9d5c3e7b10")
@@ -170,19 +170,18 @@ async def test_a_broadcast_object_shared_by_connections_renders_correctly_everyw
     assert outputs == [expected] * 3
 
 
-async def test_a_failing_fast_path_write_turns_the_fast_path_off_for_its_stream_only(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """The fast path runs inside the shared reader: its failure must stay this stream's."""
-    calls: list[str] = []
+async def test_the_fast_path_writes_nothing_at_or_past_the_streams_end() -> None:
+    """Only the loop ends a stream; a hand-over after the end must not write."""
+    written: list[str] = []
 
     def write_now(chunk: str) -> bool:
-        calls.append(chunk)
-        raise RuntimeError("adapter bug")
+        written.append(chunk)
+        return True
 
-    pace = _Pace(OPTIONS, write_now=write_now)
-    assert pace.offer(event(1)) is False  # not raised into the reader; the loop delivers it
-    assert pace.offer(event(2)) is False
-    assert len(calls) == 1
-    assert pace.sent == 0
-    assert "fast-path write failed" in caplog.text
+    state = _StreamState(StreamOptions(max_seconds=0.05), write_now=write_now)
+    state.start()
+    assert state.offer(event(1))
+    await asyncio.sleep(0.1)
+    assert not state.offer(event(2))
+    assert len(written) == 1
+    assert state.sent == 1

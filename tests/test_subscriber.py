@@ -187,6 +187,33 @@ async def test_a_sink_takes_live_events_and_the_rest_keep_their_order(redis_clie
 
 
 @pytest.mark.redis
+async def test_a_sink_that_raises_fails_neither_its_stream_nor_anyone_elses(
+    redis_client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sink runs inside the shared reader: its error must not stop the reader."""
+    publisher, subscriber = retaining_pair(redis_client)
+    user = uuid4()
+    calls: list[SSEEvent] = []
+
+    def sink(event: SSEEvent) -> bool:
+        calls.append(event)
+        raise RuntimeError("adapter bug")
+
+    broken = Collector(subscriber.stream(user, sink=sink))
+    other = Collector(subscriber.stream(user))
+    await wait_subscribed(redis_client, KEYS.user_channel(user))
+    sent = [new_event(user, i=i) for i in range(3)]
+    for event in sent:
+        await publisher.publish(event)
+    assert await broken.wait_for(3) == sent  # through the iteration instead
+    assert await other.wait_for(3) == sent
+    assert calls == sent[:1]  # offered once, then never again
+    assert "sink failed" in caplog.text
+    await broken.stop()
+    await other.stop()
+
+
+@pytest.mark.redis
 async def test_replayed_events_and_their_live_duplicates_never_reach_the_sink(
     redis_client: Redis,
 ) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -26,8 +25,6 @@ from sse_core.http.request import StreamRequest
 from sse_core.settings import SSESettings
 from sse_core.subscriber import RedisSSESubscriber, StreamGap
 from sse_core.wire import format_comment, format_event, format_retry
-
-log = logging.getLogger(__name__)
 
 STREAM_RESET = "stream-reset"
 HEARTBEAT = "ping"
@@ -127,7 +124,7 @@ WriteNow = Callable[[str], bool]
 (nothing of its own queued, nothing being flushed), ``False`` (and nothing written) if not."""
 
 
-class _Pace:
+class _StreamState:
     """One connection's bounds and counters, shared by its render loop and its fast path.
 
     The fast path (:meth:`offer`, given to :meth:`RedisSSESubscriber.stream` as its ``sink``)
@@ -135,11 +132,18 @@ class _Pace:
     task wakes, no generator resumes, nothing outlives the write. With 10,000 connections that
     per-event machinery (a task, its coroutine, three generator frames' awaitables, futures)
     was most of a broadcast's time, and the garbage collector's full passes over it the rest.
-    It refuses (and the event takes the loop's path, in order) when the adapter cannot write at
-    once, and for the event that ends a ``max_events`` stream, so the loop sees its end.
     """
 
-    __slots__ = ("end", "envelope", "heartbeat", "limit", "loop", "quiet_at", "sent", "write_now")
+    __slots__ = (
+        "end",
+        "expires_at",
+        "limit",
+        "loop",
+        "options",
+        "quiet_at",
+        "sent",
+        "write_now",
+    )
 
     def __init__(
         self,
@@ -147,57 +151,66 @@ class _Pace:
         expires_at: float | None = None,
         write_now: WriteNow | None = None,
     ) -> None:
-        self.loop = asyncio.get_running_loop()
-        ends = [math.inf]
-        if options.max_seconds is not None:
-            ends.append(self.loop.time() + options.max_seconds)
-        if expires_at is not None:
-            ends.append(self.loop.time() + (expires_at - time.time()))
-        self.end = min(ends)
-        self.limit = options.max_events if options.max_events is not None else math.inf
-        self.heartbeat = options.heartbeat_seconds
-        self.envelope = options.envelope
+        self.options = options
+        self.expires_at = expires_at
         self.write_now = write_now
+        self.limit = options.max_events if options.max_events is not None else math.inf
         self.sent = 0
+        self.end = math.inf  # loop time at which the stream ends; set by start()
         self.quiet_at = math.inf  # loop time at which the current wait is answered by a heartbeat
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-    def quiet_from_now(self) -> None:
+    def start(self) -> asyncio.AbstractEventLoop:
+        """Start the clocks (when the stream starts, not when it is built)."""
+        loop = self.loop = asyncio.get_running_loop()
+        ends = [math.inf]
+        if self.options.max_seconds is not None:
+            ends.append(loop.time() + self.options.max_seconds)
+        if self.expires_at is not None:
+            ends.append(loop.time() + (self.expires_at - time.time()))
+        self.end = min(ends)
+        return loop
+
+    def quiet_from(self, now: float) -> None:
         # Never earlier than before (now only grows, end is fixed), so an armed timer is
         # never late.
-        self.quiet_at = min(self.loop.time() + self.heartbeat, self.end)
+        self.quiet_at = min(now + self.options.heartbeat_seconds, self.end)
 
     def offer(self, event: SSEEvent) -> bool:
-        write_now = self.write_now
-        if write_now is None or self.sent + 1 >= self.limit:
+        """Write ``event`` now if the adapter can; ``False`` leaves it to the loop, in order.
+
+        Also refused: the event that ends a ``max_events`` stream and anything at or past the
+        end, so the loop is the one that sees the stream end.
+        """
+        if self.write_now is None or self.loop is None or self.sent + 1 >= self.limit:
             return False
-        try:
-            written = write_now(_wire.format(event, self.envelope))
-        except Exception:
-            # It runs inside the shared reader, which must never fail for one connection: this
-            # connection falls back to the loop's path, where the same failure ends only it.
-            log.exception("SSE fast-path write failed; this stream goes on without it")
-            self.write_now = None
-            return False
-        if not written:
+        now = self.loop.time()
+        if now >= self.end or not self.write_now(_wire.format(event, self.options.envelope)):
             return False
         self.sent += 1
-        self.quiet_from_now()
+        self.quiet_from(now)
         return True
 
 
-async def render_stream(
+def render_stream(
     items: AsyncIterator[SSEEvent | StreamGap],
     options: StreamOptions,
     *,
     expires_at: float | None = None,
-    pace: _Pace | None = None,
 ) -> AsyncGenerator[str, None]:
     """Wire chunks for ``items`` (a :meth:`RedisSSESubscriber.stream`), with heartbeats.
 
     Ends after ``options.max_events`` events, ``options.max_seconds``, or at ``expires_at``
     (unix seconds: the token's expiry, so a stream never outlives its credential). ``items`` is
-    closed however this generator ends. (:func:`event_stream` passes ``pace``: the same bounds,
-    shared with the fast path it gave ``items``.)
+    closed however this generator ends.
+    """
+    return _render(items, _StreamState(options, expires_at))
+
+
+async def _render(
+    items: AsyncIterator[SSEEvent | StreamGap], state: _StreamState
+) -> AsyncGenerator[str, None]:
+    """:func:`render_stream`, with ``state`` shared with the fast path ``items`` may have.
 
     The next item is awaited as a task that survives heartbeat timeouts: timing out must not
     cancel the subscriber mid-read (that would end its subscription). The heartbeat is one
@@ -205,9 +218,8 @@ async def render_stream(
     ``asyncio.wait``'s waiter and sets) per event was, with 10,000 connections, a large share
     of a broadcast's time and of the garbage the collector then had to walk.
     """
-    if pace is None:
-        pace = _Pace(options, expires_at)
-    loop = pace.loop
+    options = state.options
+    loop = state.start()
     pending: asyncio.Task[SSEEvent | StreamGap | _Exhausted] | None = None
     waiter: asyncio.Future[None] | None = None
     timer: asyncio.TimerHandle | None = None
@@ -218,31 +230,31 @@ async def render_stream(
 
     def on_timer() -> None:
         nonlocal timer
-        if timer is not None and timer.when() >= pace.quiet_at:
+        if timer is not None and timer.when() >= state.quiet_at:
             timer = None
             wake()
         else:  # events came meanwhile: the quiet period now ends later
-            timer = loop.call_at(pace.quiet_at, on_timer)
+            timer = loop.call_at(state.quiet_at, on_timer)
 
     try:
         yield format_retry(options.retry_ms)
-        while pace.sent < pace.limit:
-            if loop.time() >= pace.end:
+        while state.sent < state.limit:
+            if loop.time() >= state.end:
                 return
             if pending is None:
                 pending = asyncio.ensure_future(_next(items))
                 pending.add_done_callback(wake)
-            pace.quiet_from_now()
+            state.quiet_from(loop.time())
             if not pending.done():
                 if timer is None:
-                    timer = loop.call_at(pace.quiet_at, on_timer)
+                    timer = loop.call_at(state.quiet_at, on_timer)
                 waiter = loop.create_future()
                 try:
                     await waiter
                 finally:
                     waiter = None
             if not pending.done():
-                if loop.time() < pace.end:
+                if loop.time() < state.end:
                     yield format_comment(HEARTBEAT)
                 continue
             item, pending = pending.result(), None
@@ -251,7 +263,7 @@ async def render_stream(
             if isinstance(item, StreamGap):
                 yield stream_reset_message(item)
             else:
-                pace.sent += 1
+                state.sent += 1
                 yield _wire.format(item, options.envelope)
     finally:
         if timer is not None:
@@ -273,13 +285,13 @@ def event_stream(
     """The whole connection: ``subscriber.stream`` (replay + live + gaps) rendered for the wire.
 
     With ``write_now`` (call it from the event loop's thread), live events the connection can
-    take at once are written by it directly instead of being yielded; see :class:`_Pace`.
+    take at once are written by it directly instead of being yielded; see :class:`_StreamState`.
     """
-    pace = _Pace(options, request.expires_at, write_now)
+    state = _StreamState(options, request.expires_at, write_now)
     items = subscriber.stream(
         request.user_id,
         [c.value for c in request.categories],
         request.last_event_id,
-        sink=pace.offer if write_now is not None else None,
+        sink=state.offer if write_now is not None else None,
     )
-    return render_stream(items, options, expires_at=request.expires_at, pace=pace)
+    return _render(items, state)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from tornado.web import RequestHandler
 from sse_core.connection import RedisClient
 from sse_core.http.endpoint import EventStreamEndpoint
 from sse_core.http.request import RequestRejected, StreamRequest, redact_token
+from sse_core.http.sending import SendDeadline
 from sse_core.http.stream import SSE_HEADERS
 from sse_core.http.tokens import TokenSigner
 from sse_core.http.tornado_server import answering_oversized_heads
@@ -101,7 +103,9 @@ class EventStreamHandler(RequestHandler):
         self.endpoint = endpoint
         self.honour_server_auth = honour_server_auth
         self._pump: asyncio.Task[None] | None = None
-        self._flushing = False  # the pump waits for a write: the fast path must not write
+        # The pump waits for a write, or has ended: the fast path must not write meanwhile.
+        self._fast_path_held = False
+        self._deadline: SendDeadline | None = None
 
     async def prepare(self) -> None:
         if not self.honour_server_auth:
@@ -138,7 +142,7 @@ class EventStreamHandler(RequestHandler):
 
     async def _pump_stream(self, request: StreamRequest) -> None:
         chunks = self.endpoint.stream(request, self._write_now)
-        deadline = self.endpoint.send_deadline(request)
+        deadline = self._deadline = self.endpoint.send_deadline(request)
         stuck = False
         try:
             async for chunk in chunks:
@@ -146,25 +150,28 @@ class EventStreamHandler(RequestHandler):
                 flushed = self.flush()
                 if self._sent_at_once():
                     continue
-                self._flushing = True
+                self._fast_path_held = True
                 try:
                     if not await deadline.send(flushed):  # flush() alone waits forever
                         stuck = True
                         break
                 finally:
-                    self._flushing = False
+                    self._fast_path_held = False
         except StreamClosedError:
             pass  # the client went away between two writes
         finally:
+            self._fast_path_held = True
             await chunks.aclose()
             if stuck:
-                log.info(
-                    "closing %s: it took no data within the send timeout (%.1f s) "
-                    "or the token's lifetime",
-                    self._request_summary(),
-                    deadline.timeout,
-                )
+                self._log_stuck()
                 self.detach().close()  # drops what the client never took
+
+    def _log_stuck(self) -> None:
+        log.info(
+            "closing %s: it took no data within the send timeout (%.1f s) or the token's lifetime",
+            self._request_summary(),
+            self._deadline.timeout if self._deadline is not None else math.nan,
+        )
 
     def _sent_at_once(self) -> bool:
         """The socket took the whole write: nothing to wait for, so no deadline to arm.
@@ -188,12 +195,13 @@ class EventStreamHandler(RequestHandler):
         broadcast to every connection: the garbage collector then promoted tens of thousands
         of them per broadcast and its full passes, over every connection's objects, took a
         second each with 10,000 connections. A bytes object is all this allocates. Only on an
-        idle stream (nothing buffered, so order holds) and never while the pump waits for a
-        write; what the socket does not take is handed to Tornado's buffer, so the next chunk
-        finds the stream busy and goes through the pump, under the send deadline.
+        idle stream (nothing buffered, so order holds), never while the pump waits for a write
+        or after it ended, and never when Tornado transforms the output (gzip). What the socket
+        does not take goes to Tornado's buffer under the send deadline, and the next chunk
+        finds the stream busy and goes through the pump.
         """
         connection = self.request.connection
-        if self._flushing or not isinstance(connection, HTTP1Connection):
+        if self._fast_path_held or self._transforms or not isinstance(connection, HTTP1Connection):
             return False
         stream = connection.stream
         chunked = getattr(connection, "_chunking_output", None)
@@ -209,8 +217,28 @@ class EventStreamHandler(RequestHandler):
         except OSError:  # the client is gone: the pump's write finds out and ends the stream
             return False
         if sent < len(frame):
-            stream.write(frame[sent:])
+            self._write_rest(stream, frame[sent:])
         return True
+
+    def _write_rest(self, stream: IOStream, rest: bytes) -> None:
+        """Buffer what the socket did not take; the client gets the send deadline to take it.
+
+        The chunk is partly on the wire, so from here it can only be finished or the connection
+        closed: sending it again through the pump would corrupt the stream.
+        """
+        try:
+            written = stream.write(rest)
+        except Exception:
+            stream.close()
+            return
+        budget = self._deadline.budget() if self._deadline is not None else 0.0
+        timer = asyncio.get_running_loop().call_later(budget, self._give_up, stream, written)
+        written.add_done_callback(lambda _: timer.cancel())
+
+    def _give_up(self, stream: IOStream, written: asyncio.Future[None]) -> None:
+        if not written.done() and not stream.closed():
+            self._log_stuck()
+            stream.close()  # drops what the client never took; the pump then ends
 
     def on_connection_close(self) -> None:
         """The client went away: cancel the stream now rather than at the next heartbeat."""

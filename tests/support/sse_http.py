@@ -45,14 +45,14 @@ def as_received(sse: ServerSentEvent) -> WireEvent:
 
 
 @asynccontextmanager
-async def tornado_server(routes: list[Any]) -> AsyncIterator[str]:
+async def tornado_server(routes: list[Any], **app_settings: Any) -> AsyncIterator[str]:
     """Serve ``routes`` on a free loopback port; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     sock.setblocking(False)
-    server = HTTPServer(Application(routes))
+    server = HTTPServer(Application(routes, **app_settings))
     server.add_sockets([sock])
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
