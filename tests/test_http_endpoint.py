@@ -173,11 +173,13 @@ async def test_tornado_writes_live_events_onto_an_idle_socket_from_the_reader(
         return taken[-1]
 
     monkeypatch.setattr(EventStreamHandler, "_write_now", spy)
-    sent = [event(n=i, text="multi\nline " + "x" * (i * 5000)) for i in range(4)]
+    sent = [event(n=i, text="multi\nline " + "x" * (i * 5000)) for i in range(5)]
     async with serve_endpoint("tornado", redis, sse_settings()) as (base, _):
         got = await one_by_one(redis, publisher, base, sent, ends=False)
     assert got == [str(e.event_id) for e in sent]
-    assert taken == [True] * len(sent)
+    # The first may beat the stream to its first wait (then it is queued, not offered); each
+    # later one finds the stream waiting on an idle socket.
+    assert taken[-4:] == [True] * 4
 
 
 async def test_tornado_with_compression_still_sends_a_readable_stream(
