@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, TypeAlias
@@ -54,6 +53,7 @@ from sse_core.hub import (
     ChannelRegistry,
     ConnectionState,
     ConnectionStatus,
+    PerClientAndLoop,
     Subscription,
     SubscriptionHub,
     reconnect_backoff,
@@ -194,18 +194,11 @@ class _NodeLink:
 
 class ClusterHub(ChannelRegistry):
     _reconcile_task_name = "ssewatch-cluster-reconcile"
-    _hubs: weakref.WeakKeyDictionary[
-        RedisCluster, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClusterHub]
-    ] = weakref.WeakKeyDictionary()
 
     @classmethod
     def for_client(cls, client: RedisCluster, logger: logging.Logger | None = None) -> ClusterHub:
-        loop = asyncio.get_running_loop()
-        per_loop = cls._hubs.setdefault(client, weakref.WeakKeyDictionary())
-        hub = per_loop.get(loop)
-        if hub is None:
-            hub = per_loop[loop] = cls(client, logger)
-        return hub
+        """The hub shared by everything using ``client`` on the running loop."""
+        return _cluster_hubs.get(client, lambda: cls(client, logger))
 
     def __init__(
         self,
@@ -539,3 +532,6 @@ class ClusterHub(ChannelRegistry):
         size = len(payload)
         for sub in subs:
             sub.offer(channel, event, size)
+
+
+_cluster_hubs: PerClientAndLoop[RedisCluster, ClusterHub] = PerClientAndLoop()

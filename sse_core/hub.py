@@ -28,10 +28,10 @@ import logging
 import math
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -176,22 +176,38 @@ class ChannelRegistry:
         raise NotImplementedError
 
 
-class SubscriptionHub(ChannelRegistry):
-    _hubs: weakref.WeakKeyDictionary[
-        Redis, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SubscriptionHub]
-    ] = weakref.WeakKeyDictionary()
+Client = TypeVar("Client")
+H = TypeVar("H")
 
+
+class PerClientAndLoop(Generic[Client, H]):
+    """One hub per client and event loop, forgotten with either.
+
+    A hub's connections and tasks belong to the loop that opened them, so a client used from two
+    loops (a notebook's kernel loop and a test's) gets two hubs.
+    """
+
+    def __init__(self) -> None:
+        self._hubs: weakref.WeakKeyDictionary[
+            Client, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, H]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, client: Client, make: Callable[[], H]) -> H:
+        loop = asyncio.get_running_loop()
+        per_loop = self._hubs.setdefault(client, weakref.WeakKeyDictionary())
+        hub = per_loop.get(loop)
+        if hub is None:
+            hub = per_loop[loop] = make()
+        return hub
+
+
+class SubscriptionHub(ChannelRegistry):
     @classmethod
     def for_client(
         cls, redis_client: Redis, logger: logging.Logger | None = None
     ) -> SubscriptionHub:
         """The hub shared by everything using ``redis_client`` on the running loop."""
-        loop = asyncio.get_running_loop()
-        per_loop = cls._hubs.setdefault(redis_client, weakref.WeakKeyDictionary())
-        hub = per_loop.get(loop)
-        if hub is None:
-            hub = per_loop[loop] = cls(redis_client, logger)
-        return hub
+        return _standalone_hubs.get(redis_client, lambda: cls(redis_client, logger))
 
     def __init__(self, redis_client: Redis, logger: logging.Logger | None = None) -> None:
         super().__init__()
@@ -432,3 +448,6 @@ class SubscriptionHub(ChannelRegistry):
         size = len(payload)
         for sub in subs:
             sub.offer(channel, event, size)
+
+
+_standalone_hubs: PerClientAndLoop[Redis, SubscriptionHub] = PerClientAndLoop()

@@ -47,8 +47,8 @@ async def _raw_transaction(client: Redis, commands: Sequence[tuple[Any, ...]]) -
     callbacks): redis-py's pipeline would turn every ``XRANGE`` entry into a dict in Python
     (~4 us each under cProfile, a tenth of a replay) and, on a ``decode_responses=True``
     client, decode every value, raising on one that is not UTF-8 where the codec would skip
-    and count it. A dropped
-    connection is retried as redis-py retries a command (reads run twice harmlessly).
+    and count it. A dropped connection is retried as redis-py retries a command (reads run
+    twice harmlessly).
     """
     pool = client.connection_pool
     packed = pack_commands([("MULTI",), *commands, ("EXEC",)])
