@@ -16,6 +16,9 @@ asyncio sockets, so the client side stays cheap) and the publisher. Bounded: N c
 ``--broadcasts`` broadcasts, every wait has a deadline.
 
     python3 -m bench.http_fanout [--connections 1000] [--broadcasts 40] [--naive-connections N]
+                                 [--asgi]
+
+``--asgi`` also runs the shared endpoint as a Starlette app under uvicorn (``asgi`` row).
 
 ``FANOUT_GC_LOG=1`` prints each full garbage collection of the server processes and the start of
 each broadcast, on one clock (``time.monotonic``), so a collection inside a broadcast shows.
@@ -56,7 +59,7 @@ from tests.support.redis_server import RedisServer, free_port
 SERVER_CLIENT_NAME = "bench-sse-server"
 SECRET = "bench-secret-" + "x" * 32
 BROADCAST_USER = UUID(int=0)
-MODES = ("shared", "naive")
+MODES = ("shared", "naive", "asgi")
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -153,10 +156,33 @@ async def serve(mode: str, port: int, redis_url: str) -> None:
         routes = [("/events", NaiveHandler, {"redis": redis, "endpoint": endpoint})]
     if os.environ.get("FANOUT_GC_LOG"):
         log_full_collections()
+    if mode == "asgi":  # the same endpoint through Starlette under uvicorn
+        await serve_asgi(redis, settings, port)
+        return
     server = HTTPServer(Application(routes))
     server.add_sockets(bind_sockets(port, "127.0.0.1", backlog=1024))
     print("READY", flush=True)
     await asyncio.Event().wait()
+
+
+async def serve_asgi(redis: Redis, settings: SSESettings, port: int) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from sse_core.http.asgi import event_route
+
+    app = Starlette(routes=[event_route(redis, settings)])
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", backlog=1024
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    print("READY", flush=True)
+    await task
 
 
 # -- the clients ---------------------------------------------------------------------------------
@@ -359,8 +385,8 @@ async def run_mode(mode: str, n: int, broadcasts: int, redis_url: str) -> Result
 def report(broadcasts: int, results: list[Result]) -> None:
     sizes = " / ".join(f"{r.n:,} ({r.mode})" for r in results)
     print(
-        f"ssewatch bench http_fanout: {sizes} SSE connections on one Tornado process, "
-        f"{broadcasts} broadcasts"
+        f"ssewatch bench http_fanout: {sizes} SSE connections on one server process "
+        f"(Tornado; asgi: uvicorn), {broadcasts} broadcasts"
     )
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs (shared), loopback; "
@@ -382,7 +408,7 @@ def report(broadcasts: int, results: list[Result]) -> None:
             f"{statistics.median(r.each_ms):>10.1f} {pct(r.each_ms, 0.99):>10.1f} "
             f"{r.released_s:>10.2f}"
         )
-    shared, naive = results
+    shared, naive = results[:2]
     p50 = statistics.median(naive.all_ms) / statistics.median(shared.all_ms)
     per_conn = (naive.rss_delta_kb / naive.n) / max(shared.rss_delta_kb / shared.n, 0.001)
     print(
@@ -394,6 +420,12 @@ def report(broadcasts: int, results: list[Result]) -> None:
     )
     verdict = "PASS" if pct(shared.all_ms, 0.99) <= 1000 else "FAIL"
     print(f"one broadcast to all {shared.n:,} shared connections, p99 <= 1 s: {verdict}")
+    for other in results[2:]:
+        print(
+            f"{other.mode} ({other.n:,}) / shared, Tornado ({shared.n:,}): broadcast-to-all "
+            f"p50 x{statistics.median(other.all_ms) / statistics.median(shared.all_ms):.2f}, "
+            f"p99 x{pct(other.all_ms, 0.99) / pct(shared.all_ms, 0.99):.2f}"
+        )
     print(
         "('all' = time until the last of the N clients has the broadcast; 'one' = each "
         "connection's own latency; 'released' = time until the server holds no pub/sub "
@@ -401,7 +433,7 @@ def report(broadcasts: int, results: list[Result]) -> None:
     )
 
 
-async def drive(n: int, naive_n: int, broadcasts: int) -> None:
+async def drive(n: int, naive_n: int, broadcasts: int, asgi: bool) -> None:
     raise_fd_limit(n * 2 + 256)
     server = RedisServer().start()
     try:
@@ -409,6 +441,8 @@ async def drive(n: int, naive_n: int, broadcasts: int) -> None:
             await run_mode("shared", n, broadcasts, server.url),
             await run_mode("naive", naive_n, broadcasts, server.url),
         ]
+        if asgi:
+            results.append(await run_mode("asgi", n, broadcasts, server.url))
     finally:
         server.cleanup()
     report(broadcasts, results)
@@ -419,6 +453,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--broadcasts", type=int, default=40)
     parser.add_argument("--naive-connections", type=int, default=None)
+    parser.add_argument(
+        "--asgi", action="store_true", help="also serve the shared endpoint through uvicorn"
+    )
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
@@ -432,7 +469,7 @@ def main() -> int:
     if args.serve:
         asyncio.run(serve(args.serve, args.port, args.redis_url))
     else:
-        asyncio.run(drive(args.connections, naive_n, args.broadcasts))
+        asyncio.run(drive(args.connections, naive_n, args.broadcasts, args.asgi))
     return 0
 
 
