@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -116,6 +116,7 @@ class Dashboard(Viewer):
         self._started = False
         self._discovery: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one start() ran on
         self.updates = 0  # document updates applied: the "UI updates per second" figure
 
         self.views = LiveViews(
@@ -179,8 +180,8 @@ class Dashboard(Viewer):
                     on_error=self._on_bad_query,
                 )
             self._pick_default_user()
-            pn.state.onload(self.start)
-            pn.state.on_session_destroyed(lambda _context: self.stop())
+            pn.state.onload(lambda: self._on_loop(self.start))
+            pn.state.on_session_destroyed(lambda _context: self._on_loop(self.stop))
         else:
             self._pick_default_user()
             with contextlib.suppress(RuntimeError):  # no running loop: call start() later
@@ -212,6 +213,7 @@ class Dashboard(Viewer):
         if self._started:
             return
         self._started = True
+        self._loop = asyncio.get_running_loop()
         self._telemetry.sessions += 1
         self._telemetry.attach(self._probe)
         if self._owns_backend:
@@ -226,7 +228,8 @@ class Dashboard(Viewer):
             }
             pn.state.location.update_query(**query)
         self._callbacks = [
-            pn.state.add_periodic_callback(self._flush, period=FLUSH_MS),
+            # A coroutine, so that it runs on the loop under Bokeh 3.10 too (see _on_loop).
+            pn.state.add_periodic_callback(self._flush_on_loop, period=FLUSH_MS),  # type: ignore[arg-type]
             # Panel awaits coroutine callbacks; its annotation only lists plain ones.
             pn.state.add_periodic_callback(
                 self._refresh_users,  # type: ignore[arg-type]
@@ -349,8 +352,38 @@ class Dashboard(Viewer):
 
     # -- the subscription -----------------------------------------------------------------
 
+    def _on_loop(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the session's event loop: now if this is it, else soon after.
+
+        Bokeh 3.10 (Panel 1.10, Python 3.12+) runs a session's document callbacks (onload,
+        widget watchers, next-tick and periodic callbacks) on a worker thread while holding the
+        document lock; only a coroutine such a callback returns continues on the loop. Tasks,
+        the live state and the Redis client belong to the loop, so from a thread the callback
+        goes to the document's next tick as a coroutine (on the loop, with the lock), or, once
+        the session's document is gone, straight to the loop this view started on.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            doc = pn.state.curdoc
+            if doc is not None and doc.session_context is not None:
+
+                async def on_the_loop() -> None:
+                    callback()
+
+                doc.add_next_tick_callback(on_the_loop)  # type: ignore[arg-type]  # Bokeh awaits it
+            elif self._loop is not None:
+                self._loop.call_soon_threadsafe(callback)
+            else:
+                raise
+            return
+        callback()
+
     def _resubscribe(self) -> None:
         """Cancel the current subscription and start one for the current selection."""
+        self._on_loop(self._subscribe_to_selection)
+
+    def _subscribe_to_selection(self) -> None:
         if not self._started:
             return
         self.live.reset(self.window)
@@ -366,6 +399,9 @@ class Dashboard(Viewer):
         self.live.start(self.backend.subscriber(), user_id, names or None)
 
     # -- the periodic flush -----------------------------------------------------------------
+
+    async def _flush_on_loop(self) -> None:
+        self._flush()
 
     def _flush(self) -> None:
         """Drain the state and apply ONE batched update; the only place Bokeh models change."""
